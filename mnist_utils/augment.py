@@ -1,0 +1,156 @@
+"""The reference torchvision transforms, and their batched equivalent: one random affine per image, applied at once."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import REFERENCE_AUGMENT
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+"""Rounded values of what ``data.streaming_mean_std`` computes on the training set (the notebooks recompute them)."""
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Ranges of the random transforms; the defaults are the reference recipe's."""
+
+    rotate: bool = True
+    degrees: float = 10.0
+    crop: bool = True
+    scale: tuple[float, float] = (0.7, 1.0)
+    ratio: tuple[float, float] = (0.9, 1.1)
+    translate: bool = True
+    shift: float = 0.1
+    hflip: bool = False
+    vflip: bool = False
+
+    @classmethod
+    def from_names(cls, names: tuple[str, ...]) -> "AugmentSpec":
+        """Build a spec from config names: rotate, crop, translate, flip, strong."""
+        unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong"}
+        if unknown:
+            raise ValueError(f"unknown augmentation names {sorted(unknown)}")
+        if "strong" in names:
+            return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12)
+        return cls(
+            rotate="rotate" in names,
+            crop="crop" in names,
+            translate="translate" in names,
+            hflip="flip" in names,
+            vflip="flip" in names,
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform is switched on."""
+        return self.rotate or self.crop or self.translate or self.hflip or self.vflip
+
+
+REFERENCE_SPEC = AugmentSpec.from_names(REFERENCE_AUGMENT)
+
+
+def reference_transforms(spec: AugmentSpec = REFERENCE_SPEC) -> list:
+    """The torchvision (PIL) transforms a reader knows, in the reference order: rotation, resized crop, translation."""
+    from torchvision import transforms as T
+
+    out = []
+    if spec.hflip:
+        out.append(T.RandomHorizontalFlip())
+    if spec.vflip:
+        out.append(T.RandomVerticalFlip())
+    if spec.rotate:
+        out.append(T.RandomRotation(spec.degrees))
+    if spec.crop:
+        out.append(T.RandomResizedCrop(28, scale=spec.scale, ratio=spec.ratio))
+    if spec.translate:
+        out.append(T.RandomAffine(0, translate=(spec.shift, spec.shift)))
+    return out
+
+
+def reference_pipeline(train: bool, mean: float = MNIST_MEAN, std: float = MNIST_STD, spec: AugmentSpec = REFERENCE_SPEC):
+    """The stock torchvision pipeline: (augmentation for training) + ToTensor + Normalize."""
+    from torchvision import transforms as T
+
+    return T.Compose((reference_transforms(spec) if train else []) + [T.ToTensor(), T.Normalize((mean,), (std,))])
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    """n draws from U(low, high) in float64."""
+    return low + (high - low) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def sample_crop(n: int, g: torch.Generator, scale=(0.7, 1.0), ratio=(0.9, 1.1), size: int = 28) -> torch.Tensor:
+    """Per-image (top, left, height, width) drawn like ``RandomResizedCrop.get_params`` (10 tries, then centre crop)."""
+    tries = 10
+    area = size * size * _uniform(n * tries, *scale, g).view(n, tries)
+    aspect = torch.exp(_uniform(n * tries, math.log(ratio[0]), math.log(ratio[1]), g)).view(n, tries)
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    ok = (w > 0) & (w <= size) & (h > 0) & (h <= size)
+    first = torch.argmax(ok.to(torch.int8), dim=1)
+    rows = torch.arange(n)
+    w, h, found = w[rows, first], h[rows, first], ok.any(dim=1)
+    fallback = float(size)  # ratio range always contains 1 here, so torchvision's fallback is the whole image
+    w = torch.where(found, w, torch.full_like(w, fallback))
+    h = torch.where(found, h, torch.full_like(h, fallback))
+    top = torch.floor(torch.rand(n, generator=g, dtype=torch.float64) * (size - h + 1))
+    left = torch.floor(torch.rand(n, generator=g, dtype=torch.float64) * (size - w + 1))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def sample_params(n: int, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC, size: int = 28) -> dict[str, torch.Tensor]:
+    """Independent random parameters for each of ``n`` images (identity where a transform is off)."""
+    zeros = torch.zeros(n, dtype=torch.float64)
+    angle = _uniform(n, -spec.degrees, spec.degrees, g) if spec.rotate else zeros
+    crop = sample_crop(n, g, spec.scale, spec.ratio, size) if spec.crop else torch.tensor([[0.0, 0.0, size, size]]).repeat(n, 1).double()
+    if spec.translate:
+        max_d = spec.shift * size
+        shift = torch.round(_uniform(2 * n, -max_d, max_d, g)).view(n, 2)
+    else:
+        shift = torch.zeros(n, 2, dtype=torch.float64)
+    hflip = (torch.rand(n, generator=g) < 0.5) if spec.hflip else torch.zeros(n, dtype=torch.bool)
+    vflip = (torch.rand(n, generator=g) < 0.5) if spec.vflip else torch.zeros(n, dtype=torch.bool)
+    return {"angle": angle, "crop": crop, "shift": shift, "hflip": hflip, "vflip": vflip}
+
+
+def params_to_theta(p: dict[str, torch.Tensor], size: int = 28) -> torch.Tensor:
+    """Compose flip → rotation → resized crop → translation into one output→input affine [N, 2, 3] for ``affine_grid``."""
+    a = torch.deg2rad(p["angle"])
+    cos, sin = torch.cos(a), torch.sin(a)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # output -> input of rotation
+    top, left, h, w = p["crop"].unbind(1)
+    scale = torch.diag_embed(torch.stack([w / size, h / size], -1))
+    centre = torch.stack([(2 * left + w) / size - 1, (2 * top + h) / size - 1], -1)
+    shift = 2 * p["shift"] / size
+    flip = torch.diag_embed(torch.stack([1 - 2 * p["hflip"].double(), 1 - 2 * p["vflip"].double()], -1))
+    linear = flip @ rot @ scale
+    offset = flip @ rot @ (centre - (scale @ shift.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)
+    return torch.cat([linear, offset], dim=2)
+
+
+def apply_theta(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample a float batch [N, 1, H, W] with one affine per image (bilinear, zero fill)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC) -> torch.Tensor:
+    """Augment a float batch [N, 1, 28, 28] in [0, 1] with an independent random draw per image."""
+    if not spec.active:
+        return x
+    theta = params_to_theta(sample_params(len(x), g, spec, x.shape[-1]), x.shape[-1])
+    return apply_theta(x, theta.to(x.device))
+
+
+def to_input(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """uint8 [N, 28, 28] → normalised float [N, 1, 28, 28]."""
+    return normalize(images_u8.unsqueeze(1).to(torch.float32) / 255.0, mean, std)
+
+
+def normalize(x: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """(x - mean) / std for images in [0, 1]."""
+    return (x - mean) / std

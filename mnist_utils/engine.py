@@ -1,0 +1,246 @@
+"""Training and evaluation on in-memory tensors: device choice, the epoch loop, checkpoints and resume."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .augment import AugmentSpec, augment_batch, normalize
+from .config import RunConfig
+from .data import Split
+from .models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, damaged or belongs to another run."""
+
+
+class Interrupted(RuntimeError):
+    """Raised by :func:`fit` when ``stop_after_steps`` is reached (used to test resuming)."""
+
+
+def select_device(preference: str | None = None) -> torch.device:
+    """``preference`` or ``$MNIST_DEVICE`` if given, else CUDA, then MPS, then CPU."""
+    preference = preference or os.environ.get("MNIST_DEVICE") or None
+    if preference:
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def show_progress() -> bool:
+    """Progress bars on a terminal or in Jupyter, never in CI or when ``$MNIST_PROGRESS=0``."""
+    if os.environ.get("CI") or os.environ.get("MNIST_PROGRESS", "1") == "0":
+        return False
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (dropout, init) and return a generator for shuffling and augmentation."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def nll_with_smoothing(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean NLLLoss on log-probabilities, optionally label-smoothed: (1-ε)·NLL + ε·mean(−log p)."""
+    loss = F.nll_loss(log_probs, target)
+    if smoothing > 0:
+        loss = (1 - smoothing) * loss - smoothing * log_probs.mean(dim=1).mean()
+    return loss
+
+
+def prepare_batch(images_u8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on ``device``."""
+    x = images_u8.to(device, non_blocking=True).unsqueeze(1).to(torch.float32).div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def predict_log_probs(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000, device: torch.device | None = None,
+                      channels_last: bool = True) -> torch.Tensor:
+    """Log-probabilities [N, 10] for uint8 images, in eval mode, without gradients."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model(normalize(prepare_batch(images_u8[i : i + batch_size], device, channels_last))).float().cpu()
+           for i in range(0, len(images_u8), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1000, device: torch.device | None = None) -> dict[str, float]:
+    """Mean NLL loss and accuracy (a fraction) on a split."""
+    log_probs = predict_log_probs(model, split.images, batch_size, device)
+    return {
+        "loss": F.nll_loss(log_probs, split.labels).item(),
+        "accuracy": (log_probs.argmax(1) == split.labels).float().mean().item(),
+    }
+
+
+def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
+    """Adam (fused where supported) or AdamW with weight decay, and the configured learning-rate schedule."""
+    kwargs = {"lr": config.lr}
+    if config.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), weight_decay=config.weight_decay, **kwargs)
+    else:
+        opt = torch.optim.Adam(model.parameters(), fused=True, **kwargs)
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    elif config.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+    elif config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
+    else:
+        raise ValueError(f"unknown schedule {config.schedule!r}: use constant, onecycle or cosine")
+    return opt, sched
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``; a missing or damaged file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}. Train first: `make run-all` (or run notebooks/04_training.ipynb).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged or not a checkpoint of this project ({type(exc).__name__}: {exc}). "
+            f"Delete it and retrain: `rm {path} && make run-all`."
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"Checkpoint {path} lacks the 'model'/'config' entries this project writes; retrain with `make run-all`.")
+    return state
+
+
+def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Module, RunConfig, dict]:
+    """Rebuild the trained model from a checkpoint: (model in eval mode, its config, the checkpoint)."""
+    state = load_checkpoint(path)
+    config = RunConfig.from_dict(state["config"])
+    model = build_model(config.model, config.dropout)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"Checkpoint {path} does not fit model {config.model!r}: {exc}") from exc
+    model.to(device or torch.device("cpu")).eval()
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, config, state
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, per-epoch history and total training seconds."""
+
+    model: nn.Module
+    history: list[dict]
+    train_seconds: float
+
+
+def fit(
+    config: RunConfig,
+    train: Split,
+    eval_split: Split | None = None,
+    *,
+    eval_name: str = "test",
+    run_dir: Path | None = None,
+    device: torch.device | str | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    stop_after_steps: int | None = None,
+) -> FitResult:
+    """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
+
+    With ``resume`` and a checkpoint of the same config in ``run_dir``, training continues after its last epoch
+    and ends with the same history as an uninterrupted run.
+    """
+    device = select_device(device) if not isinstance(device, torch.device) else device
+    progress = show_progress() if progress is None else progress
+    g = seed_everything(config.seed)
+    model = build_model(config.model, config.dropout, fast=True).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    opt, sched = make_optimizer(model, config, steps_per_epoch)
+    spec = AugmentSpec.from_names(config.augment)
+    history: list[dict] = []
+    train_seconds = 0.0
+    ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        if state["config"] != config.to_dict():
+            raise CheckpointError(f"Checkpoint {ckpt_path} was written by another config; remove it or use another run name.")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        g.set_state(state["rng_generator"])
+        history, train_seconds = state["history"], state["train_seconds"]
+    images, labels = train.images, train.labels
+    steps_done = 0
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        perm = torch.randperm(n, generator=g)
+        total_loss = torch.zeros((), dtype=torch.float64)
+        bar = tqdm(range(steps_per_epoch), desc=f"{config.name} epoch {epoch}/{config.epochs}", disable=not progress,
+                   leave=False, mininterval=0.5, file=sys.stderr)
+        for step in bar:
+            idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
+            x = augment_batch(prepare_batch(images[idx], device, False), g, spec)
+            x = normalize(x)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = labels[idx].to(device, non_blocking=True)
+            loss = nll_with_smoothing(model(x), y, config.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += loss.detach().double().cpu() * len(idx)
+            steps_done += 1
+            if progress and step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if stop_after_steps is not None and steps_done >= stop_after_steps:
+                raise Interrupted(f"stopped after {steps_done} steps in epoch {epoch}")
+        epoch_seconds = time.perf_counter() - start
+        train_seconds += epoch_seconds
+        row = {"epoch": epoch, "train_loss": total_loss.item() / n, "epoch_seconds": epoch_seconds,
+               "lr": opt.param_groups[0]["lr"]}
+        if eval_split is not None:
+            metrics = evaluate(model, eval_split, device=device)
+            row[f"{eval_name}_loss"], row[f"{eval_name}_accuracy"] = metrics["loss"], metrics["accuracy"]
+        history.append(row)
+        if progress:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))
+            tqdm.write(f"{config.name} epoch {epoch}/{config.epochs}: {shown}", file=sys.stderr)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng_torch": torch.get_rng_state(), "rng_generator": g.get_state(),
+                "history": history, "train_seconds": train_seconds,
+            })
+    return FitResult(model, history, train_seconds)

@@ -1,0 +1,49 @@
+"""The one place that knows where data, artifacts, figures and generated report files live."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+"""Repository root (the folder that holds ``mnist_utils/``)."""
+
+
+def _from_env(var: str, default: Path) -> Path:
+    """Return ``$var`` as a path when set and non-empty, else ``default``."""
+    value = os.environ.get(var, "").strip()
+    return Path(value).expanduser().resolve() if value else default
+
+
+def data_dir() -> Path:
+    """Root of the torchvision-style data tree (``$MNIST_DATA_DIR`` or ``data/``)."""
+    return _from_env("MNIST_DATA_DIR", ROOT / "data")
+
+
+def raw_dir() -> Path:
+    """Folder holding the four IDX files in torchvision's layout."""
+    return data_dir() / "MNIST" / "raw"
+
+
+def artifacts_dir() -> Path:
+    """Checkpoints, histories, metrics and benchmark results (``$MNIST_ARTIFACTS_DIR`` or ``artifacts/``)."""
+    return _from_env("MNIST_ARTIFACTS_DIR", ROOT / "artifacts")
+
+
+def figures_dir() -> Path:
+    """Figures written by the notebooks for the report (``$MNIST_FIGURES_DIR`` or ``report/figures/``)."""
+    return _from_env("MNIST_FIGURES_DIR", ROOT / "report" / "figures")
+
+
+def generated_dir() -> Path:
+    """LaTeX macros and tables written from artifacts (``report/generated/``)."""
+    return _from_env("MNIST_GENERATED_DIR", ROOT / "report" / "generated")
+
+
+def metrics_path() -> Path:
+    """JSON file with one entry per run name."""
+    return artifacts_dir() / "metrics.json"
+
+
+def run_dir(name: str) -> Path:
+    """Folder for one run's checkpoint and history."""
+    return artifacts_dir() / "runs" / name

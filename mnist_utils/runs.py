@@ -1,0 +1,101 @@
+"""One named run end to end: load its data, train (or resume), test once, and record history and metrics in artifacts/."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import paths
+from .config import RunConfig
+from .data import Split, load_split
+from .engine import CHECKPOINT, evaluate, fit, load_checkpoint
+
+VAL_SPLIT_SEED = 12345
+"""The validation images are the same for every run, whatever its seed."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The three splits a run uses; ``val`` is None when nothing is held out."""
+
+    train: Split
+    val: Split | None
+    test: Split
+
+
+def load_run_data(config: RunConfig, train: Split | None = None, test: Split | None = None) -> RunData:
+    """Hold ``val_size`` training images out (fixed seed), then subsample train/test as the config asks."""
+    train = train if train is not None else load_split(True)
+    test = test if test is not None else load_split(False)
+    val = None
+    if config.val_size:
+        train, val = train.split_off(config.val_size, seed=VAL_SPLIT_SEED)
+    return RunData(train.subset(config.train_size, seed=config.seed), val, test.subset(config.test_size, seed=0))
+
+
+def read_json(path: Path, default):
+    """Parse a JSON file, or return ``default`` when it does not exist."""
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics() -> dict:
+    """All recorded runs: ``{run name: metrics}``."""
+    return read_json(paths.metrics_path(), {})
+
+
+def record_metrics(name: str, entry: dict) -> None:
+    """Add or replace one run's entry in ``artifacts/metrics.json``."""
+    metrics = read_metrics()
+    metrics[name] = entry
+    write_json(paths.metrics_path(), metrics)
+
+
+def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
+    """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
+    data = data if data is not None else load_run_data(config)
+    run_dir = paths.run_dir(config.name)
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.is_file() and load_checkpoint(ckpt)["config"] != config.to_dict():
+        print(f"[runs] {ckpt} holds another config of run {config.name!r}; training afresh", file=sys.stderr)
+        ckpt.unlink()
+    eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
+    result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress)
+    test = evaluate(result.model, data.test)
+    entry = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "train_seconds": result.train_seconds,
+        "profile": profile,
+        "train_images": len(data.train),
+        "test_images": len(data.test),
+        "device": str(next(result.model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "config": config.to_dict(),
+    }
+    if data.val is not None:
+        entry["val_accuracy"] = result.history[-1]["val_accuracy"]
+    write_json(run_dir / "history.json", result.history)
+    record_metrics(config.name, entry)
+    return entry
+
+
+def history(name: str) -> list[dict]:
+    """The per-epoch history written by :func:`train_run`."""
+    path = paths.run_dir(name) / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make run-all`).")
+    return read_json(path, [])

@@ -1,0 +1,123 @@
+"""Models, the training loop, determinism, checkpoints and resume, on small real runs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnist_utils import engine, models
+from mnist_utils.config import RunConfig, for_profile
+
+SMALL = RunConfig(name="small", epochs=2, train_size=640, batch_size=64, seed=3)
+
+
+def test_reference_cnn_has_421642_parameters_and_the_report_layers():
+    model = models.ReferenceCNN()
+    assert models.count_parameters(model) == 421_642
+    table = models.layer_table(model)
+    assert [r["output_shape"] for r in table][:6] == [(32, 28, 28), (32, 28, 28), (32, 14, 14), (64, 14, 14), (64, 14, 14), (64, 7, 7)]
+    assert table[-1]["output_shape"] == (10,) and sum(r["parameters"] for r in table) == 421_642
+
+
+def test_pool_first_reference_is_the_same_function_with_the_same_gradients():
+    torch.manual_seed(0)
+    ref = models.ReferenceCNN()
+    fast = models.ReferenceCNN(pool_first=True)
+    fast.load_state_dict(ref.state_dict())
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    out_ref, out_fast = ref(x), fast(x)
+    assert torch.equal(out_ref, out_fast)
+    torch.nn.functional.nll_loss(out_ref, y).backward()
+    torch.nn.functional.nll_loss(out_fast, y).backward()
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_maps_a_batch_to_log_probabilities(name):
+    out = models.build_model(name, dropout=0.1).eval()(torch.randn(4, 1, 28, 28))
+    assert out.shape == (4, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(4), atol=1e-5)
+
+
+def test_unknown_model_is_rejected():
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build_model("resnet")
+
+
+def test_label_smoothing_reduces_to_nll_at_zero():
+    logp = torch.log_softmax(torch.randn(8, 10), 1)
+    y = torch.randint(0, 10, (8,))
+    assert torch.equal(engine.nll_with_smoothing(logp, y, 0.0), torch.nn.functional.nll_loss(logp, y))
+    ce = torch.nn.functional.cross_entropy(logp, y, label_smoothing=0.1)
+    assert torch.allclose(engine.nll_with_smoothing(logp, y, 0.1), ce, atol=1e-6)
+
+
+def _small_data(train_split, test_split):
+    return train_split.subset(SMALL.train_size, seed=SMALL.seed), test_split.subset(500)
+
+
+def test_training_learns_and_is_deterministic(train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    a = engine.fit(SMALL, train, test, device="cpu", progress=False)
+    b = engine.fit(SMALL, train, test, device="cpu", progress=False)
+    keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
+    assert [{k: r[k] for k in keys} for r in a.history] == [{k: r[k] for k in keys} for r in b.history]
+    assert a.history[-1]["test_accuracy"] > 0.7  # 640 images, 2 epochs: far above chance
+    assert a.history[1]["train_loss"] < a.history[0]["train_loss"]
+
+
+def test_interrupted_run_resumes_to_the_same_history(tmp_path, train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
+    full = engine.fit(SMALL, train, test, device="cpu", progress=False)
+    with pytest.raises(engine.Interrupted):
+        engine.fit(SMALL, train, test, run_dir=tmp_path, device="cpu", progress=False, stop_after_steps=15)  # mid-epoch 2
+    assert engine.load_checkpoint(tmp_path / engine.CHECKPOINT)["epoch"] == 1
+    resumed = engine.fit(SMALL, train, test, run_dir=tmp_path, device="cpu", progress=False)
+    assert [{k: r[k] for k in keys} for r in resumed.history] == [{k: r[k] for k in keys} for r in full.history]
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    one = SMALL.replace(epochs=1)
+    engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
+    with pytest.raises(engine.CheckpointError, match="another config"):
+        engine.fit(one.replace(lr=0.01), train, test, run_dir=tmp_path, device="cpu", progress=False)
+
+
+def test_load_model_round_trip_and_damaged_checkpoint(tmp_path, train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    result = engine.fit(SMALL.replace(epochs=1), train, test, run_dir=tmp_path, device="cpu", progress=False)
+    model, config, state = engine.load_model(tmp_path / engine.CHECKPOINT)
+    assert config.name == "small" and state["history"] == result.history
+    assert torch.allclose(engine.predict_log_probs(model, test.images), engine.predict_log_probs(result.model, test.images), atol=1e-5)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((tmp_path / engine.CHECKPOINT).read_bytes()[:5000])
+    with pytest.raises(engine.CheckpointError, match="damaged"):
+        engine.load_checkpoint(bad)
+    with pytest.raises(engine.CheckpointError, match="No checkpoint"):
+        engine.load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_schedules_end_near_zero_learning_rate(schedule, train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    cfg = SMALL.replace(epochs=1, schedule=schedule, model="batchnorm", label_smoothing=0.1)
+    result = engine.fit(cfg, train, None, device="cpu", progress=False)
+    assert result.history[-1]["lr"] < 1e-4
+
+
+def test_quick_profile_shrinks_the_run():
+    quick = for_profile(RunConfig(), "quick")
+    assert quick.epochs == 1 and quick.train_size == 2000
+    assert for_profile(RunConfig(), "default") == RunConfig()
+    with pytest.raises(ValueError):
+        for_profile(RunConfig(), "huge")
+
+
+def test_device_selection_honours_override(monkeypatch):
+    monkeypatch.setenv("MNIST_DEVICE", "cpu")
+    assert engine.select_device() == torch.device("cpu")
+    assert engine.select_device("meta") == torch.device("meta")
