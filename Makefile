@@ -42,7 +42,7 @@ run-all: data ## execute the numbered notebooks in order with papermill (PROFILE
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile $(PROFILE))"; \
 	  start=$$(date +%s); \
-	  MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING -k $(KERNEL) -p profile $(PROFILE) \
+	  MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
 	    --cwd notebooks "$$nb" "$(EXECUTED)/$$(basename $$nb)" \
 	    || { echo "run-all: FAILED in $$nb (executed copy: $(EXECUTED)/$$(basename $$nb))"; exit 1; }; \
 	  echo "   done in $$(( $$(date +%s) - start )) s"; \
@@ -50,8 +50,7 @@ run-all: data ## execute the numbered notebooks in order with papermill (PROFILE
 
 test: data ## unit tests, then every notebook in quick mode under nbval (outputs in .test-output/)
 	rm -rf $(TEST_OUT)
-	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_FIGURES_DIR=$(TEST_OUT)/report/figures \
-	MNIST_GENERATED_DIR=$(TEST_OUT)/report/generated MNIST_PROGRESS=0 \
+	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report MNIST_PROGRESS=0 \
 	  $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
 
 test-unit: data ## the unit tests alone (no notebooks)

@@ -137,12 +137,15 @@ def load_checkpoint(path: Path) -> dict:
 def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Module, RunConfig, dict]:
     """Rebuild the trained model from a checkpoint: (model in eval mode, its config, the checkpoint)."""
     state = load_checkpoint(path)
-    config = RunConfig.from_dict(state["config"])
-    model = build_model(config.model, config.dropout)
     try:
+        config = RunConfig.from_dict(state["config"])
+        model = build_model(config.model, config.dropout)
         model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"Checkpoint {path} does not fit model {config.model!r}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # config fields, model names or weights this code does not know
+        raise CheckpointError(
+            f"Checkpoint {path} was written by an incompatible version of mnist_utils ({type(exc).__name__}: {exc}); "
+            f"retrain with `make run-all`."
+        ) from exc
     model.to(device or torch.device("cpu")).eval()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -34,8 +34,25 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
+class ThreeConvCNN(nn.Sequential):
+    """The reference CNN with a third conv block (64→128 at 7×7, pooled to 3×3) before the classifier; no BatchNorm."""
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__(
+            nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(128 * 3 * 3, 128),
+            nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
+            nn.Linear(128, 10),
+            nn.LogSoftmax(dim=1),
+        )
+
+
 class ImprovedCNN(nn.Sequential):
-    """The reference design with BatchNorm and a third conv block (64→128 at 7×7), then global pooling."""
+    """Three conv blocks (32, 64, 128 channels) with BatchNorm, each pooled, then the reference classifier head."""
 
     def __init__(self, dropout: float = 0.0, width: int = 32) -> None:
         w = width
@@ -92,7 +109,13 @@ class FastCNN(nn.Sequential):
         )
 
 
-MODELS = {"reference": ReferenceCNN, "batchnorm": BatchNormCNN, "improved": ImprovedCNN, "fast": FastCNN}
+MODELS = {
+    "reference": ReferenceCNN,
+    "batchnorm": BatchNormCNN,
+    "three_conv": ThreeConvCNN,
+    "improved": ImprovedCNN,
+    "fast": FastCNN,
+}
 
 
 def build_model(name: str, dropout: float = 0.0, fast: bool = False) -> nn.Module:

@@ -29,14 +29,24 @@ def artifacts_dir() -> Path:
     return _from_env("MNIST_ARTIFACTS_DIR", ROOT / "artifacts")
 
 
+def report_dir() -> Path:
+    """Folder the report is built in: ``report/``, or ``$MNIST_REPORT_DIR`` (e.g. a test run's private copy)."""
+    return _from_env("MNIST_REPORT_DIR", ROOT / "report")
+
+
+def report_source() -> Path:
+    """The hand-written LaTeX source (always in the repository)."""
+    return ROOT / "report" / "main.tex"
+
+
 def figures_dir() -> Path:
-    """Figures written by the notebooks for the report (``$MNIST_FIGURES_DIR`` or ``report/figures/``)."""
-    return _from_env("MNIST_FIGURES_DIR", ROOT / "report" / "figures")
+    """Figures written by the notebooks for the report (``<report dir>/figures``)."""
+    return report_dir() / "figures"
 
 
 def generated_dir() -> Path:
-    """LaTeX macros and tables written from artifacts (``report/generated/``)."""
-    return _from_env("MNIST_GENERATED_DIR", ROOT / "report" / "generated")
+    """LaTeX macros and tables written from artifacts (``<report dir>/generated``)."""
+    return report_dir() / "generated"
 
 
 def metrics_path() -> Path:

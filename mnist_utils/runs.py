@@ -34,7 +34,12 @@ def load_run_data(config: RunConfig, train: Split | None = None, test: Split | N
     val = None
     if config.val_size:
         train, val = train.split_off(config.val_size, seed=VAL_SPLIT_SEED)
-    return RunData(train.subset(config.train_size, seed=config.seed), val, test.subset(config.test_size, seed=0))
+    return RunData(train.subset(config.train_size, seed=config.seed), val, test_split_for(config, test))
+
+
+def test_split_for(config: RunConfig, test: Split | None = None) -> Split:
+    """The test images a run is scored on (all 10,000 unless the config asks for a subset)."""
+    return (test if test is not None else load_split(False)).subset(config.test_size, seed=0)
 
 
 def read_json(path: Path, default):

@@ -1,0 +1,163 @@
+"""The study beyond the reference: ablations, single improvements, the combined `improved` model, ensemble and TTA."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import paths
+from .augment import apply_theta, normalize
+from .config import REFERENCE_AUGMENT, RunConfig
+from .engine import CHECKPOINT, load_model, predict_log_probs, prepare_batch
+from .metrics import confusion_matrix
+from .runs import RunData, load_run_data, train_run
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the study: a name, its group, what it changes relative to the reference recipe."""
+
+    name: str
+    group: str  # ablation | improvement | final
+    description: str
+    changes: dict = field(default_factory=dict)
+
+
+ABLATIONS = (
+    Variant("no_aug", "ablation", "no augmentation", {"augment": ()}),
+    Variant("rotate_only", "ablation", "RandomRotation(10) alone", {"augment": ("rotate",)}),
+    Variant("crop_only", "ablation", "RandomResizedCrop alone", {"augment": ("crop",)}),
+    Variant("translate_only", "ablation", "RandomAffine translate alone", {"augment": ("translate",)}),
+    Variant("reference", "ablation", "all three (the reference recipe)", {}),
+    Variant("dropout", "ablation", "+ dropout 0.5 before the last layer", {"dropout": 0.5}),
+    Variant("flips", "ablation", "+ random horizontal and vertical flips", {"augment": REFERENCE_AUGMENT + ("flip",)}),
+)
+IMPROVEMENTS = (
+    Variant("onecycle", "improvement", "OneCycle learning-rate schedule (peak 3e-3)", {"schedule": "onecycle", "lr": 3e-3}),
+    Variant("batchnorm", "improvement", "BatchNorm after each convolution", {"model": "batchnorm"}),
+    Variant("third_conv", "improvement", "a third conv block (64 to 128 channels)", {"model": "three_conv"}),
+    Variant("strong_aug", "improvement", "stronger augmentation (15 deg, area 0.6-1, shift 12 %)", {"augment": ("strong",)}),
+    Variant("label_smoothing", "improvement", "label smoothing 0.1", {"label_smoothing": 0.1}),
+)
+IMPROVED = Variant(
+    "improved", "final", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation",
+    {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1},
+)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """How much of the study a profile runs."""
+
+    profile: str
+    seeds: tuple[int, ...]
+    epochs: int
+    improved_epochs: int
+    final_seeds: tuple[int, ...]
+    train_size: int | None = None
+    test_size: int | None = None
+    val_size: int = 5000
+    variants: tuple[Variant, ...] = ABLATIONS + IMPROVEMENTS
+
+
+PLANS = {
+    "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), train_size=2000,
+                       test_size=2000, val_size=500),
+    "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=4, final_seeds=(0,)),
+    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=(0, 1, 2)),
+}
+
+
+def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
+    """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the training set)."""
+    epochs = plan.improved_epochs if variant.group == "final" else plan.epochs
+    base = RunConfig(name=f"{variant.name}-seed{seed}", seed=seed, epochs=epochs, train_size=plan.train_size,
+                     test_size=plan.test_size, val_size=plan.val_size)
+    return base.replace(**variant.changes)
+
+
+def run_variant(variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None) -> list[dict]:
+    """Train (or reuse) one variant for each seed; return the metrics entries."""
+    entries = []
+    for seed in seeds:
+        config = config_for(variant, seed, plan)
+        data = _data(config, data_cache)
+        entries.append(dict(train_run(config, plan.profile, data=data), run=config.name))
+    return entries
+
+
+def _data(config: RunConfig, cache: dict | None) -> RunData:
+    """The run's splits, loaded from disk once per (seed, sizes) and reused."""
+    key = (config.seed, config.train_size, config.test_size, config.val_size)
+    if cache is None:
+        return load_run_data(config)
+    if key not in cache:
+        cache[key] = load_run_data(config)
+    return cache[key]
+
+
+def summarise(variant: Variant, entries: list[dict], plan: StudyPlan) -> dict:
+    """Mean and sample sd over seeds of test and validation accuracy (percent) and training time."""
+    test = [100 * e["test_accuracy"] for e in entries]
+    val = [100 * e["val_accuracy"] for e in entries if "val_accuracy" in e]
+    return {
+        "variant": variant.name,
+        "group": variant.group,
+        "description": variant.description,
+        "profile": plan.profile,
+        "seeds": len(entries),
+        "epochs": entries[0]["epochs"],
+        "test_accuracy_mean": statistics.mean(test),
+        "test_accuracy_sd": statistics.stdev(test) if len(test) > 1 else float("nan"),
+        "val_accuracy_mean": statistics.mean(val) if val else float("nan"),
+        "train_seconds_mean": statistics.mean(e["train_seconds"] for e in entries),
+    }
+
+
+def test_predictions(run_name: str, data: RunData) -> torch.Tensor:
+    """Test-set log-probabilities of a finished run's checkpoint."""
+    model, _, _ = load_model(paths.run_dir(run_name) / CHECKPOINT)
+    return predict_log_probs(model, data.test.images)
+
+
+def confusion_cells(log_probs: torch.Tensor, labels: torch.Tensor, cells: list[tuple[int, int]]) -> dict[str, int]:
+    """Counts of chosen (true, predicted) confusion-matrix cells, keyed 'a->b'."""
+    cm = confusion_matrix(labels, log_probs.argmax(1))
+    return {f"{a}->{b}": int(cm[a, b]) for a, b in cells}
+
+
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+"""Test-time augmentation: the image and its four one-pixel shifts."""
+
+
+@torch.inference_mode()
+def tta_log_probs(model: torch.nn.Module, images_u8: torch.Tensor, shifts=TTA_SHIFTS, batch_size: int = 1000) -> torch.Tensor:
+    """Log of the mean probability over shifted copies of each image."""
+    model.eval()
+    out = []
+    for start in range(0, len(images_u8), batch_size):
+        x = prepare_batch(images_u8[start : start + batch_size], torch.device("cpu"), False)
+        probs = 0
+        for dx, dy in shifts:
+            theta = torch.tensor([[1.0, 0.0, -2 * dx / 28], [0.0, 1.0, -2 * dy / 28]]).expand(len(x), 2, 3)
+            xs = normalize(apply_theta(x, theta)).contiguous(memory_format=torch.channels_last)
+            probs = probs + model(xs).exp()
+        out.append((probs / len(shifts)).log())
+    return torch.cat(out)
+
+
+def ensemble_log_probs(log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """Log of the mean probability of several models."""
+    return torch.stack([lp.exp() for lp in log_probs]).mean(0).log()
+
+
+def accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of argmax predictions equal to the labels."""
+    return (log_probs.argmax(1) == labels).float().mean().item()
+
+
+def sd(values: list[float]) -> float:
+    """Sample standard deviation (nan for fewer than two values)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")

@@ -1,0 +1,93 @@
+"""TorchScript and ONNX exports of a small trained model predict exactly like PyTorch on real test digits."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from mnist_utils import engine, export
+from mnist_utils.config import RunConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, train_split, test_split):
+    """(trained model, checkpoint path) of a reference CNN trained one epoch on 640 real images."""
+    run_dir = tmp_path_factory.mktemp("tiny_export_run")
+    engine.fit(RunConfig(name="small", epochs=1, train_size=640, seed=3), train_split.subset(640), test_split.subset(500),
+               run_dir=run_dir, device="cpu", progress=False)
+    model, _, _ = engine.load_model(run_dir / engine.CHECKPOINT)  # channels_last, as users get it
+    return model, run_dir / engine.CHECKPOINT
+
+
+def _inputs(test_split, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 [n, 28, 28], float [n, 1, 28, 28] in [0, 1]) real test images."""
+    images = test_split.images[:n]
+    return images, images.unsqueeze(1).float() / 255.0
+
+
+def test_torchscript_and_onnx_match_pytorch(tmp_path, tiny_run, test_split):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model, _ = tiny_run
+    images, x = _inputs(test_split)
+    reference = engine.predict_log_probs(model, images)
+    export.export_torchscript(model, tmp_path / "model.pt")
+    assert export.export_onnx(model, tmp_path / "model.onnx") in ("dynamo", "legacy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(tmp_path / "model.pt"))
+    with torch.inference_mode():
+        ts_out = scripted(x)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {export.INPUT_NAME: x.numpy()})
+    for out in (ts_out, torch.from_numpy(onnx_out)):
+        assert out.shape == (64, 10)
+        assert torch.equal(out.argmax(1), reference.argmax(1))
+        assert torch.allclose(out, reference, atol=1e-4)
+    (one,) = session.run(None, {export.INPUT_NAME: x[:1].numpy()})  # the batch dimension is free
+    assert one.shape == (1, 10)
+    assert model.training is False and next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_legacy_exporter_is_the_fallback(tmp_path, tiny_run, test_split, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    model, _ = tiny_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure of the default exporter")
+
+    monkeypatch.setattr(export, "_export_dynamo", broken)
+    assert export.export_onnx(model, tmp_path / "model.onnx") == "legacy"
+    images, _ = _inputs(test_split, 32)
+    (result,) = export.verify(model, images, None, tmp_path / "model.onnx")
+    assert result["ok"] and result["format"] == "ONNX"
+
+
+def test_missing_onnx_package_gives_a_clear_error(tmp_path, tiny_run, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx":
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(export.ExportError, match="'onnx'.*not installed"):
+        export.export_onnx(tiny_run[0], tmp_path / "model.onnx")
+
+
+def test_export_cli_writes_and_verifies_both_files(tmp_path, tiny_run, capsys):
+    pytest.importorskip("onnxruntime")
+    _, checkpoint = tiny_run
+    code = export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "export"), "--check-images", "64"])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert (tmp_path / "export" / "model.pt").is_file() and (tmp_path / "export" / "model.onnx").is_file()
+    assert "TorchScript: OK on 64" in stdout and "ONNX: OK on 64" in stdout
+
+
+def test_export_cli_without_checkpoint_exits_2(tmp_path, capsys):
+    assert export.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 2
+    assert "make run-all" in capsys.readouterr().err
