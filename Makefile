@@ -48,10 +48,10 @@ run-all: data ## execute the numbered notebooks in order with papermill (PROFILE
 	  echo "   done in $$(( $$(date +%s) - start )) s"; \
 	done
 
-test: data ## unit tests, then every notebook in quick mode under nbval (outputs in .test-output/)
+test: data ## every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	rm -rf $(TEST_OUT)
 	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report MNIST_PROGRESS=0 \
-	  $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
+	  $(PY) -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
 
 test-unit: data ## the unit tests alone (no notebooks)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
