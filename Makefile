@@ -13,7 +13,8 @@ EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
 
-.PHONY: help venv data data-repair run-all test test-unit lab report bench predict export clean clean-data
+
+.PHONY: help venv data data-repair run-all experiments test test-unit lab report bench predict export clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +48,11 @@ run-all: data ## execute the numbered notebooks in order with papermill (PROFILE
 	    || { echo "run-all: FAILED in $$nb (executed copy: $(EXECUTED)/$$(basename $$nb))"; exit 1; }; \
 	  echo "   done in $$(( $$(date +%s) - start )) s"; \
 	done
+
+experiments: data ## only the experiments notebook (06), e.g. `make experiments PROFILE=full` for the 3-seed study
+	@mkdir -p $(EXECUTED)
+	MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
+	  --cwd notebooks notebooks/06_experiments.ipynb $(EXECUTED)/06_experiments.ipynb
 
 test: data ## every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	rm -rf $(TEST_OUT)

@@ -12,7 +12,7 @@ from .augment import apply_theta, normalize
 from .config import REFERENCE_AUGMENT, RunConfig
 from .engine import CHECKPOINT, load_model, predict_log_probs, prepare_batch
 from .metrics import confusion_matrix
-from .runs import RunData, load_run_data, train_run
+from .runs import RunData, load_run_data, record_metrics, train_run
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class StudyPlan:
 PLANS = {
     "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), train_size=2000,
                        test_size=2000, val_size=500),
-    "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=4, final_seeds=(0,)),
+    "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=3, final_seeds=(0, 1)),
     "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=(0, 1, 2)),
 }
 
@@ -116,16 +116,71 @@ def summarise(variant: Variant, entries: list[dict], plan: StudyPlan) -> dict:
     }
 
 
-def test_predictions(run_name: str, data: RunData) -> torch.Tensor:
-    """Test-set log-probabilities of a finished run's checkpoint."""
-    model, _, _ = load_model(paths.run_dir(run_name) / CHECKPOINT)
-    return predict_log_probs(model, data.test.images)
+def run_study(plan: StudyPlan, cache: dict) -> list[dict]:
+    """Train every variant of the plan for each seed; one summary row per variant."""
+    return [summarise(v, run_variant(v, plan.seeds, plan, cache), plan) for v in plan.variants]
 
 
-def confusion_cells(log_probs: torch.Tensor, labels: torch.Tensor, cells: list[tuple[int, int]]) -> dict[str, int]:
-    """Counts of chosen (true, predicted) confusion-matrix cells, keyed 'a->b'."""
-    cm = confusion_matrix(labels, log_probs.argmax(1))
-    return {f"{a}->{b}": int(cm[a, b]) for a, b in cells}
+def trained_model(variant: Variant, seed: int) -> torch.nn.Module:
+    """The finished run of ``variant`` with ``seed``, loaded from its checkpoint."""
+    return load_model(paths.run_dir(f"{variant.name}-seed{seed}") / CHECKPOINT)[0]
+
+
+FLIP_CELLS = ((6, 9), (9, 6), (2, 5), (5, 2))
+"""The confusion-matrix cells that flips should inflate: (true, predicted)."""
+
+
+def flip_confusion(plan: StudyPlan, cache: dict) -> dict[str, dict[str, float]]:
+    """Mean test-set count over seeds of each FLIP_CELLS cell, for the reference recipe and for + flips."""
+    out = {}
+    for name in ("reference", "flips"):
+        variant = next(v for v in ABLATIONS if v.name == name)
+        counts = []
+        for seed in plan.seeds:
+            test = _data(config_for(variant, seed, plan), cache).test
+            cm = confusion_matrix(test.labels, predict_log_probs(trained_model(variant, seed), test.images).argmax(1))
+            counts.append({f"{a}->{b}": int(cm[a, b]) for a, b in FLIP_CELLS})
+        out[name] = {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
+    return out
+
+
+def final_study(plan: StudyPlan, cache: dict) -> dict:
+    """Train `improved` for each final seed; ensemble them; keep test-time augmentation only if it helps on validation."""
+    entries = run_variant(IMPROVED, plan.final_seeds, plan, cache)
+    data = _data(config_for(IMPROVED, plan.final_seeds[0], plan), cache)  # val and test are the same for every seed
+    models = [trained_model(IMPROVED, seed) for seed in plan.final_seeds]
+    val_plain = ensemble_log_probs([predict_log_probs(m, data.val.images) for m in models])
+    val_tta = ensemble_log_probs([tta_log_probs(m, data.val.images) for m in models])
+    use_tta = accuracy(val_tta, data.val.labels) > accuracy(val_plain, data.val.labels)
+    test_lp = ensemble_log_probs([(tta_log_probs if use_tta else predict_log_probs)(m, data.test.images) for m in models])
+    name = "improved-ensemble" + ("-tta" if use_tta else "")
+    entry = {
+        "test_accuracy": accuracy(test_lp, data.test.labels),
+        "test_loss": torch.nn.functional.nll_loss(test_lp, data.test.labels).item(),
+        "epochs": plan.improved_epochs,
+        "seed": list(plan.final_seeds),
+        "train_seconds": sum(e["train_seconds"] for e in entries),
+        "profile": plan.profile,
+        "members": [e["run"] for e in entries],
+        "tta": use_tta,
+        "val_accuracy": accuracy(val_tta if use_tta else val_plain, data.val.labels),
+        "val_accuracy_plain": accuracy(val_plain, data.val.labels),
+        "val_accuracy_tta": accuracy(val_tta, data.val.labels),
+    }
+    record_metrics(name, entry)
+    return {"name": name, "improved": summarise(IMPROVED, entries, plan), "ensemble": entry}
+
+
+def ensemble_row(final: dict, plan: StudyPlan) -> dict:
+    """The ensemble as one row of the results table (its sd is undefined: it is one model)."""
+    e = final["ensemble"]
+    return {
+        "variant": final["name"], "group": "final",
+        "description": f"ensemble of {len(e['members'])} improved models" + (" with test-time shifts" if e["tta"] else ""),
+        "profile": plan.profile, "seeds": len(e["members"]), "epochs": e["epochs"],
+        "test_accuracy_mean": 100 * e["test_accuracy"], "test_accuracy_sd": float("nan"),
+        "val_accuracy_mean": 100 * e["val_accuracy"], "train_seconds_mean": e["train_seconds"],
+    }
 
 
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))

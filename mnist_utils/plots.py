@@ -104,3 +104,25 @@ def class_distribution(train_counts: Sequence[int], test_counts: Sequence[int]) 
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def accuracy_errorbars(rows: Sequence[dict], title: str) -> plt.Figure:
+    """Mean test accuracy ± sd per variant (horizontal), coloured by group, with the reference recipe as a line."""
+    colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for yi, r in zip(y, rows):
+        sd = r["test_accuracy_sd"]
+        ax.errorbar(r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
+                    color=colors.get(r["group"], "k"))
+    ref = next((r["test_accuracy_mean"] for r in rows if r["variant"] == "reference"), None)
+    if ref is not None:
+        ax.axvline(ref, color="gray", ls="--", lw=1, label="reference recipe")
+    ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']})" for r in rows], fontsize=8)
+    ax.set(xlabel="test accuracy (%), mean ± sd over seeds", title=title)
+    for group, color in colors.items():
+        ax.plot([], [], "o", color=color, label=group)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
