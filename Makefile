@@ -1,6 +1,7 @@
 # Two commands a newcomer needs:  `make run-all`  and  `make test`.  Everything else is below.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+.NOTPARALLEL:
 
 PYTHON_BOOT ?= python3.11
 VENV := .venv
@@ -38,21 +39,22 @@ data: $(STAMP) ## copy + verify the real MNIST into data/MNIST/raw (MD5-checked)
 data-repair: $(STAMP) ## move damaged MNIST files aside (*.bad) and restore them from the package
 	$(PY) -m mnist_utils.data --repair
 
-run-all: data ## execute the numbered notebooks in order with papermill (PROFILE=quick|default|full)
+# $(call papermill,NOTEBOOK): execute one notebook into executed/, say which one failed.
+define papermill
 	@mkdir -p $(EXECUTED)
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (profile $(PROFILE))"; \
-	  start=$$(date +%s); \
-	  MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
-	    --cwd notebooks "$$nb" "$(EXECUTED)/$$(basename $$nb)" \
-	    || { echo "run-all: FAILED in $$nb (executed copy: $(EXECUTED)/$$(basename $$nb))"; exit 1; }; \
-	  echo "   done in $$(( $$(date +%s) - start )) s"; \
-	done
-
-experiments: data ## only the experiments notebook (06), e.g. `make experiments PROFILE=full` for the 3-seed study
-	@mkdir -p $(EXECUTED)
+	@echo "== $(1) (profile $(PROFILE))"; start=$$(date +%s); \
 	MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
-	  --cwd notebooks notebooks/06_experiments.ipynb $(EXECUTED)/06_experiments.ipynb
+	  --cwd notebooks "$(1)" "$(EXECUTED)/$(notdir $(1))" \
+	  || { echo "FAILED in $(1) (executed copy with the error: $(EXECUTED)/$(notdir $(1)))"; exit 1; }; \
+	echo "   done in $$(( $$(date +%s) - start )) s"
+endef
+
+run-all: data $(patsubst notebooks/%.ipynb,nb/%,$(NOTEBOOKS)) ## execute the numbered notebooks in order with papermill (PROFILE=quick|default|full)
+
+nb/%: data ## (one notebook: make nb/04_training)
+	$(call papermill,notebooks/$*.ipynb)
+
+experiments: nb/06_experiments ## only the experiments notebook, e.g. `make experiments PROFILE=full` for the 3-seed study
 
 test: data ## every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	rm -rf $(TEST_OUT)

@@ -27,13 +27,14 @@ def image_grid(images: torch.Tensor | np.ndarray, titles: Sequence[str] | None =
     images = torch.as_tensor(np.asarray(images)).squeeze(1) if not isinstance(images, torch.Tensor) else images.squeeze(1)
     n = len(images)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False)
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.2 * lines + 0.1)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(images[i].float().numpy(), cmap="gray")
             if titles is not None:
-                ax.set_title(titles[i], fontsize=8, color=(title_colors[i] if title_colors else "black"))
+                ax.set_title(titles[i], fontsize=9, color=(title_colors[i] if title_colors else "black"))
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -88,7 +89,7 @@ def transform_rows(rows: dict[str, Sequence], size: float = 1.2) -> plt.Figure:
                 spine.set_visible(False)
             if c < len(rows[name]):
                 ax.imshow(np.asarray(torch.as_tensor(np.asarray(rows[name][c])).squeeze(), dtype=float), cmap="gray")
-        axes[r][0].set_ylabel("\n".join(textwrap.wrap(name, 34)), rotation=0, ha="right", va="center", fontsize=8)
+        axes[r][0].set_ylabel("\n".join(textwrap.wrap(name, 30)), rotation=0, ha="right", va="center", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,304 @@
+"""Is the model's confidence honest, and how does it hold up when the digits move? Calibration (ECE, temperature
+scaling), robustness to rotation, translation and noise, and input-gradient saliency maps."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import apply_theta, normalize, params_to_theta
+from .data import Split
+from .engine import prepare_batch
+from .runs import VAL_SPLIT_SEED
+
+SIZE = 28
+KINDS = {"rotation": "rotation angle (degrees)", "shift": "translation (pixels)", "noise": "Gaussian noise σ (pixel units, 0–1)"}
+"""The perturbations :func:`robustness_curve` knows, with the x-axis label of each."""
+
+
+# --------------------------------------------------------------------------------------------------- calibration
+
+
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per equal-width confidence bin (i/n, (i+1)/n]: mean confidence, accuracy (nan when empty), count, and the edges."""
+    conf, pred = probs.detach().to(torch.float64).max(1)
+    correct = (pred == labels).to(torch.float64)
+    idx = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
+    count = torch.bincount(idx, minlength=n_bins).to(torch.float64)
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
+    correct_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, correct)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "confidence": (conf_sum / count).numpy(),
+            "accuracy": (correct_sum / count).numpy(),
+            "count": count.long().numpy(),
+            "edges": np.linspace(0.0, 1.0, n_bins + 1),
+        }
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE: the count-weighted mean over equal-width confidence bins of |accuracy − mean confidence| (a fraction)."""
+    bins = reliability_bins(probs, labels, n_bins)
+    full = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][full] - bins["confidence"][full])
+    return float((gaps * bins["count"][full]).sum() / bins["count"].sum())
+
+
+def negative_log_likelihood(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean NLL of the true labels (the test loss of the other notebooks)."""
+    return F.nll_loss(log_probs.to(torch.float64), labels).item()
+
+
+def apply_temperature(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(log_probs / T): the same ranking, softer (T > 1) or sharper (T < 1) probabilities."""
+    return torch.log_softmax(log_probs / temperature, dim=1)
+
+
+def fit_temperature(log_probs_or_logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
+    """The scalar T > 0 minimising the NLL of softmax(z / T), by a bounded 1-D search over log T."""
+    from scipy.optimize import minimize_scalar
+
+    z = log_probs_or_logits.detach().to(torch.float64).cpu()
+    y = labels.cpu()
+
+    def nll(log_t: float) -> float:
+        return F.cross_entropy(z / math.exp(log_t), y).item()
+
+    result = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
+                             options={"xatol": 1e-6})
+    return float(math.exp(result.x))
+
+
+def split_halves(split: Split, seed: int = VAL_SPLIT_SEED) -> tuple[Split, Split]:
+    """Two fixed random halves (fit, evaluate) of a split, for a model that has no held-out training images."""
+    evaluate, fit = split.split_off(len(split) - len(split) // 2, seed=seed)
+    return fit, evaluate
+
+
+def calibration_summary(fit_log_probs: torch.Tensor, fit_labels: torch.Tensor, eval_log_probs: torch.Tensor,
+                        eval_labels: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
+    """Fit T on one set; ECE, NLL and accuracy before and after scaling on another."""
+    t = fit_temperature(fit_log_probs, fit_labels)
+    scaled = apply_temperature(eval_log_probs, t)
+    return {
+        "temperature": t,
+        "ece_before": expected_calibration_error(eval_log_probs.exp(), eval_labels, n_bins),
+        "ece_after": expected_calibration_error(scaled.exp(), eval_labels, n_bins),
+        "nll_before": negative_log_likelihood(eval_log_probs, eval_labels),
+        "nll_after": negative_log_likelihood(scaled, eval_labels),
+        "accuracy": (eval_log_probs.argmax(1) == eval_labels).double().mean().item(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------- perturbations
+
+
+def as_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on the CPU; a float [N, 1, 28, 28] batch is returned as is."""
+    if images.dtype == torch.uint8:
+        return prepare_batch(images, torch.device("cpu"), False)
+    if images.dim() != 4:
+        raise ValueError(f"float images must be [N, 1, 28, 28] in [0, 1], got shape {tuple(images.shape)}")
+    return images
+
+
+def _per_image(value: float | Sequence | torch.Tensor, n: int, width: int | None = None) -> torch.Tensor:
+    """A scalar (or one row) repeated for ``n`` images, or per-image values, as float64."""
+    t = torch.as_tensor(value, dtype=torch.float64)
+    shape = (n,) if width is None else (n, width)
+    return t.expand(shape).clone() if t.dim() < len(shape) else t
+
+
+def _affine(x: torch.Tensor, angle: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate (degrees, counter-clockwise) then translate (dx right, dy down, pixels) each image; bilinear, zero fill."""
+    n = len(x)
+    angle = torch.zeros(n, dtype=torch.float64) if angle is None else angle
+    shift = torch.zeros(n, 2, dtype=torch.float64) if shift is None else shift
+    if not angle.any() and not shift.any():
+        return x.clone()
+    params = {"angle": angle, "crop": torch.tensor([[0.0, 0.0, SIZE, SIZE]], dtype=torch.float64).repeat(n, 1),
+              "shift": shift, "hflip": torch.zeros(n, dtype=torch.bool), "vflip": torch.zeros(n, dtype=torch.bool)}
+    return apply_theta(x, params_to_theta(params, SIZE).to(x.device))
+
+
+def rotate_images(images_u8: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
+    """Rotate counter-clockwise by ``degrees`` (a number, or one per image) about the centre → float [N, 1, 28, 28]."""
+    x = as_unit(images_u8)
+    return _affine(x, angle=_per_image(degrees, len(x)))
+
+
+def shift_images(images_u8: torch.Tensor, pixels: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Translate by ``pixels``: a number (to the right), a pair (dx right, dy down), or [N, 2] per image → float [N, 1, 28, 28]."""
+    x = as_unit(images_u8)
+    p = torch.as_tensor(pixels, dtype=torch.float64)
+    if p.dim() == 0:
+        p = torch.stack([p, torch.zeros((), dtype=torch.float64)])
+    return _affine(x, shift=_per_image(p, len(x), 2))
+
+
+def add_noise(images_u8: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add N(0, σ²) noise per pixel (σ in [0, 1] pixel units) and clip to [0, 1] → float [N, 1, 28, 28]."""
+    x = as_unit(images_u8)
+    if sigma == 0:
+        return x.clone()
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return (x + sigma * noise.to(x.device)).clamp_(0.0, 1.0)
+
+
+DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+"""Right, down, left, up: image i of a robustness test is shifted in direction i mod 4."""
+
+
+def perturb(images_u8: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Tensor:
+    """One perturbed copy of the images: rotation alternates ±level by image, shift cycles through the 4 directions."""
+    n = len(images_u8)
+    if kind == "rotation":
+        sign = 1.0 - 2.0 * (torch.arange(n) % 2).to(torch.float64)
+        return rotate_images(images_u8, sign * level)
+    if kind == "shift":
+        return shift_images(images_u8, DIRECTIONS[torch.arange(n) % 4] * level)
+    if kind == "noise":
+        return add_noise(images_u8, level, torch.Generator().manual_seed(seed))
+    raise ValueError(f"unknown perturbation {kind!r}: use one of {sorted(KINDS)}")
+
+
+@torch.inference_mode()
+def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model(normalize(x[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
+           for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def robustness_curve(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, kind: str, levels: Sequence[float],
+                     seed: int = 0) -> list[dict]:
+    """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level: ``[{level, accuracy}]``."""
+    out = []
+    for level in levels:
+        pred = predict_log_probs_unit(model, perturb(images_u8, kind, float(level), seed)).argmax(1)
+        out.append({"level": float(level), "accuracy": (pred == labels).double().mean().item()})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- saliency
+
+
+def input_gradients(model: nn.Module, images_u8: torch.Tensor, target_classes: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """|∂ log p(target) / ∂ pixel| [N, 28, 28], pixels in [0, 1] units, the model in eval mode."""
+    device = next(model.parameters()).device
+    x = as_unit(images_u8).to(device).clone().requires_grad_(True)
+    target = torch.as_tensor(target_classes, dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            log_probs = model(normalize(x).contiguous(memory_format=torch.channels_last))
+            chosen = log_probs.gather(1, target.view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(chosen, x)
+    finally:
+        model.train(was_training)
+    return grad.abs().squeeze(1).float().cpu()
+
+
+def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor, pairs: Sequence[dict],
+                      per_pair: int = 2, total: int = 6) -> list[int]:
+    """Indices of misclassified images from the given ``{"a", "b"}`` pairs (most confident first), topped up with other errors."""
+    wrong = pred != labels
+    chosen: list[int] = []
+    for pair in pairs:
+        a, b = pair["a"], pair["b"]
+        hit = (wrong & (((labels == a) & (pred == b)) | ((labels == b) & (pred == a)))).nonzero().squeeze(1)
+        hit = hit[confidence[hit].argsort(descending=True)]
+        chosen += [int(i) for i in hit[:per_pair] if int(i) not in chosen][: total - len(chosen)]
+        if len(chosen) >= total:
+            return chosen
+    rest = wrong.nonzero().squeeze(1)
+    rest = rest[confidence[rest].argsort(descending=True)]
+    return chosen + [int(i) for i in rest if int(i) not in chosen][: total - len(chosen)]
+
+
+# --------------------------------------------------------------------------------------------------- figures
+
+
+def reliability_figure(results: dict[str, dict], n_bins: int = 15) -> plt.Figure:
+    """Per model (a column): reliability diagram before/after temperature scaling (top) and images per bin (bottom).
+
+    ``results[name]`` holds ``probs_before``, ``probs_after``, ``labels``, ``temperature``, ``ece_before``, ``ece_after``.
+    """
+    names = list(results)
+    fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
+    width = 1.0 / n_bins
+    for col, name in enumerate(names):
+        r = results[name]
+        top, bottom = axes[0][col], axes[1][col]
+        top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+        curves = (("before", r["probs_before"], f"before (ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
+                  ("after", r["probs_after"], f"after, T = {r['temperature']:.2f} (ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
+        for i, (_, probs, label, colour, marker) in enumerate(curves):
+            b = reliability_bins(probs, r["labels"], n_bins)
+            full = b["count"] > 0
+            top.plot(b["confidence"][full], b["accuracy"][full], marker=marker, color=colour, label=label, lw=1.2, ms=5)
+            centres = b["edges"][:-1] + width / 2
+            bottom.bar(centres + (i - 0.5) * width * 0.45, b["count"], width=width * 0.45, color=colour,
+                       label=label.split(" (")[0])
+        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in the bin", title=f"{name}")
+        top.legend(fontsize=8, loc="upper left")
+        top.grid(alpha=0.3)
+        bottom.set(yscale="log", xlabel="confidence (max. probability), 15 equal-width bins", ylabel="images")
+        bottom.grid(alpha=0.3, axis="y")
+        bottom.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Reliability diagrams: accuracy vs confidence, before and after temperature scaling")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
+    """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance level dotted."""
+    kinds = [k for k in KINDS if any(k in c for c in curves.values())]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for i, (name, per_kind) in enumerate(curves.items()):
+            rows = per_kind.get(kind, [])
+            ax.plot([r["level"] for r in rows], [100 * r["accuracy"] for r in rows], marker="os^"[i % 3], label=name)
+        ax.axhline(10, ls=":", color="gray", lw=1, label="chance (10 %)")
+        ax.set(xlabel=KINDS[kind], ylabel="test accuracy (%)", ylim=(0, 101), title=kind.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, grad_pred: torch.Tensor,
+                    grad_true: torch.Tensor, ncols: int = 2) -> plt.Figure:
+    """Per example: the digit, |gradient| of the predicted class and of the true class (each map scaled to its max)."""
+    n = len(images_u8)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * 1.9, nrows * 2.25), squeeze=False)
+    im = None
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        i, part = divmod(k, 3)  # example i fills three neighbouring columns of its row
+        if i >= n:
+            continue
+        t, p = int(labels[i]), int(pred[i])
+        if part == 0:
+            ax.imshow(images_u8[i].numpy(), cmap="gray")
+            ax.set_title(f"true {t}, predicted {p}", fontsize=9)
+        else:
+            g = (grad_pred if part == 1 else grad_true)[i]
+            im = ax.imshow((g / g.max().clamp_min(1e-12)).numpy(), cmap="inferno", vmin=0, vmax=1)
+            ax.set_title(f"|∂ log p({p if part == 1 else t}) / ∂x|\n({'predicted' if part == 1 else 'true'} class)", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="relative |gradient| (each map: max = 1)")
+    fig.suptitle("Saliency on the most confused pairs: which pixels move the log-probability", y=1.0)
+    return fig

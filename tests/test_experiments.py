@@ -1,0 +1,52 @@
+"""The experiment plan, summaries, ensembling and test-time augmentation."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mnist_utils import engine, experiments as ex
+from mnist_utils.config import RunConfig
+from mnist_utils.models import build_model
+
+
+def test_every_variant_builds_a_valid_config():
+    for plan in ex.PLANS.values():
+        for variant in plan.variants + (ex.IMPROVED,):
+            cfg = ex.config_for(variant, 1, plan)
+            assert cfg.seed == 1 and cfg.val_size == plan.val_size and cfg.name == f"{variant.name}-seed1"
+            for key, value in variant.changes.items():
+                assert getattr(cfg, key) == value
+
+
+def test_full_profile_is_the_complete_multi_seed_study():
+    full = ex.PLANS["full"]
+    assert len(full.seeds) >= 3 and len(full.final_seeds) >= 3 and full.epochs == RunConfig().epochs
+    names = {v.name for v in full.variants}
+    assert {"no_aug", "rotate_only", "crop_only", "translate_only", "reference", "dropout", "flips"} <= names
+    assert {"onecycle", "batchnorm", "third_conv", "strong_aug", "label_smoothing"} <= names
+
+
+def test_summary_is_mean_and_sample_sd_in_percent():
+    entries = [{"test_accuracy": a, "val_accuracy": a, "train_seconds": 2.0, "epochs": 3} for a in (0.99, 0.995, 0.992)]
+    row = ex.summarise(ex.IMPROVED, entries, ex.PLANS["full"])
+    assert math.isclose(row["test_accuracy_mean"], 99.2333333, rel_tol=1e-6)
+    assert math.isclose(row["test_accuracy_sd"], 0.2516611, rel_tol=1e-5)
+    single = ex.summarise(ex.IMPROVED, entries[:1], ex.PLANS["default"])
+    assert math.isnan(single["test_accuracy_sd"])
+
+
+def test_ensemble_averages_probabilities():
+    a = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
+    b = torch.log(torch.tensor([[0.5, 0.5], [0.6, 0.4]]))
+    assert torch.allclose(ex.ensemble_log_probs([a, b]).exp(), torch.tensor([[0.7, 0.3], [0.4, 0.6]]))
+    assert ex.accuracy(a, torch.tensor([0, 1])) == 1.0
+
+
+def test_tta_without_shifts_equals_plain_prediction(test_split):
+    torch.manual_seed(0)
+    model = build_model("batchnorm").eval()
+    images = test_split.images[:50]
+    plain = engine.predict_log_probs(model, images, device=torch.device("cpu"), channels_last=False)
+    assert torch.allclose(ex.tta_log_probs(model, images, shifts=((0, 0),)), plain, atol=1e-5)
+    assert ex.tta_log_probs(model, images).shape == (50, 10)
