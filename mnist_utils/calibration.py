@@ -12,13 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import apply_theta, normalize, params_to_theta
+from .config import RunConfig
 from .data import Split
 from .engine import prepare_batch
-from .runs import VAL_SPLIT_SEED
+from .runs import VAL_SPLIT_SEED, load_run_data
 
 SIZE = 28
 KINDS = {"rotation": "rotation angle (degrees)", "shift": "translation (pixels)", "noise": "Gaussian noise σ (pixel units, 0–1)"}
 """The perturbations :func:`robustness_curve` knows, with the x-axis label of each."""
+UNITS = {"rotation": "degrees, alternately counter-clockwise and clockwise by image",
+         "shift": "pixels, right/down/left/up by image",
+         "noise": "standard deviation in [0, 1] pixel units, then clipped to [0, 1]"}
+"""What a level means for each perturbation (written to robustness.json)."""
 
 
 # --------------------------------------------------------------------------------------------------- calibration
@@ -76,8 +81,20 @@ def fit_temperature(log_probs_or_logits: torch.Tensor, labels: torch.Tensor, bou
 
 def split_halves(split: Split, seed: int = VAL_SPLIT_SEED) -> tuple[Split, Split]:
     """Two fixed random halves (fit, evaluate) of a split, for a model that has no held-out training images."""
-    evaluate, fit = split.split_off(len(split) - len(split) // 2, seed=seed)
+    evaluate, fit = split.split_off(len(split) // 2, seed=seed)
     return fit, evaluate
+
+
+def calibration_splits(config: RunConfig, test: Split) -> tuple[Split, Split, dict[str, object]]:
+    """(split to fit T on, split to report on, their description): the run's validation split if it has one, else test halves."""
+    if config.val_size:
+        fit = load_run_data(config, test=test).val
+        return fit, test, {"fit_split": f"validation: {len(fit):,} training images held out (seed {VAL_SPLIT_SEED})",
+                           "eval_split": f"test: {len(test):,} images", "fit_images": len(fit), "eval_images": len(test)}
+    fit, evaluate = split_halves(test)
+    return fit, evaluate, {"fit_split": f"test half 1: {len(fit):,} random test images (seed {VAL_SPLIT_SEED})",
+                           "eval_split": f"test half 2: the other {len(evaluate):,} test images",
+                           "fit_images": len(fit), "eval_images": len(evaluate)}
 
 
 def calibration_summary(fit_log_probs: torch.Tensor, fit_labels: torch.Tensor, eval_log_probs: torch.Tensor,
@@ -232,7 +249,7 @@ def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torc
 def reliability_figure(results: dict[str, dict], n_bins: int = 15) -> plt.Figure:
     """Per model (a column): reliability diagram before/after temperature scaling (top) and images per bin (bottom).
 
-    ``results[name]`` holds ``probs_before``, ``probs_after``, ``labels``, ``temperature``, ``ece_before``, ``ece_after``.
+    ``results[name]`` holds the evaluation ``log_probs`` and ``labels``, and ``temperature``, ``ece_before``, ``ece_after``.
     """
     names = list(results)
     fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
@@ -242,19 +259,19 @@ def reliability_figure(results: dict[str, dict], n_bins: int = 15) -> plt.Figure
         r = results[name]
         top, bottom = axes[0][col], axes[1][col]
         top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
-        curves = (("before", r["probs_before"], f"before (ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
-                  ("after", r["probs_after"], f"after, T = {r['temperature']:.2f} (ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
-        for i, (_, probs, label, colour, marker) in enumerate(curves):
-            b = reliability_bins(probs, r["labels"], n_bins)
+        curves = ((r["log_probs"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
+                  (apply_temperature(r["log_probs"], r["temperature"]), f"after, T = {r['temperature']:.2f}",
+                   f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
+        for i, (log_probs, label, ece, colour, marker) in enumerate(curves):
+            b = reliability_bins(log_probs.exp(), r["labels"], n_bins)
             full = b["count"] > 0
-            top.plot(b["confidence"][full], b["accuracy"][full], marker=marker, color=colour, label=label, lw=1.2, ms=5)
-            centres = b["edges"][:-1] + width / 2
-            bottom.bar(centres + (i - 0.5) * width * 0.45, b["count"], width=width * 0.45, color=colour,
-                       label=label.split(" (")[0])
-        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in the bin", title=f"{name}")
+            top.plot(b["confidence"][full], b["accuracy"][full], marker=marker, color=colour, label=f"{label} {ece}",
+                     lw=1.2, ms=5)
+            bottom.bar(b["edges"][:-1] + width * (0.275 + 0.45 * i), b["count"], width=width * 0.45, color=colour, label=label)
+        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in the bin", title=f"{name}: {len(r['labels']):,} images")
         top.legend(fontsize=8, loc="upper left")
         top.grid(alpha=0.3)
-        bottom.set(yscale="log", xlabel="confidence (max. probability), 15 equal-width bins", ylabel="images")
+        bottom.set(yscale="log", xlabel=f"confidence (max. probability), {n_bins} equal-width bins", ylabel="images per bin")
         bottom.grid(alpha=0.3, axis="y")
         bottom.legend(fontsize=7, loc="upper left")
     fig.suptitle("Reliability diagrams: accuracy vs confidence, before and after temperature scaling")

@@ -5,6 +5,18 @@ import torch
 from torch import nn
 
 
+def classifier(in_features: int, dropout: float = 0.0) -> list[nn.Module]:
+    """The reference head: Flatten → Linear(in→128) → ReLU → [Dropout] → Linear(128→10) → LogSoftmax."""
+    return [
+        nn.Flatten(),
+        nn.Linear(in_features, 128),
+        nn.ReLU(),
+        *([nn.Dropout(dropout)] if dropout > 0 else []),
+        nn.Linear(128, 10),
+        nn.LogSoftmax(dim=1),
+    ]
+
+
 class ReferenceCNN(nn.Sequential):
     """Conv(1→32)→ReLU→Pool→Conv(32→64)→ReLU→Pool→Flatten→Linear(3136→128)→ReLU→Linear(128→10)→LogSoftmax.
 
@@ -20,12 +32,7 @@ class ReferenceCNN(nn.Sequential):
         super().__init__(
             *block(1, 32),
             *block(32, 64),
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128),
-            nn.ReLU(),
-            *([nn.Dropout(dropout)] if dropout > 0 else []),
-            nn.Linear(128, 10),
-            nn.LogSoftmax(dim=1),
+            *classifier(64 * 7 * 7, dropout),
         )
 
 
@@ -42,12 +49,7 @@ class ThreeConvCNN(nn.Sequential):
             nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
             nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
             nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(128 * 3 * 3, 128),
-            nn.ReLU(),
-            *([nn.Dropout(dropout)] if dropout > 0 else []),
-            nn.Linear(128, 10),
-            nn.LogSoftmax(dim=1),
+            *classifier(128 * 3 * 3, dropout),
         )
 
 
@@ -63,12 +65,7 @@ class ImprovedCNN(nn.Sequential):
             nn.MaxPool2d(2),
             *_conv_bn(2 * w, 4 * w),
             nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(4 * w * 3 * 3, 128),
-            nn.ReLU(),
-            *([nn.Dropout(dropout)] if dropout > 0 else []),
-            nn.Linear(128, 10),
-            nn.LogSoftmax(dim=1),
+            *classifier(4 * w * 3 * 3, dropout),
         )
 
 
@@ -81,12 +78,7 @@ class BatchNormCNN(nn.Sequential):
             nn.MaxPool2d(2),
             *_conv_bn(32, 64),
             nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128),
-            nn.ReLU(),
-            *([nn.Dropout(dropout)] if dropout > 0 else []),
-            nn.Linear(128, 10),
-            nn.LogSoftmax(dim=1),
+            *classifier(64 * 7 * 7, dropout),
         )
 
 
