@@ -14,11 +14,12 @@ from torch import nn
 from .augment import apply_theta, normalize, params_to_theta
 from .config import RunConfig
 from .data import Split
-from .engine import prepare_batch
+from .engine import predict_log_probs_unit, prepare_batch
 from .runs import VAL_SPLIT_SEED, load_run_data
 
 SIZE = 28
-KINDS = {"rotation": "rotation angle (degrees)", "shift": "translation (pixels)", "noise": "Gaussian noise σ (pixel units, 0–1)"}
+KINDS = {"rotation": "rotation angle (degrees)", "shift": "translation (pixels)",
+         "noise": "Gaussian noise σ (pixel units, 0–1)"}
 """The perturbations :func:`robustness_curve` knows, with the x-axis label of each."""
 UNITS = {"rotation": "degrees, alternately counter-clockwise and clockwise by image",
          "shift": "pixels, right/down/left/up by image",
@@ -150,7 +151,7 @@ def rotate_images(images_u8: torch.Tensor, degrees: float | torch.Tensor) -> tor
 
 
 def shift_images(images_u8: torch.Tensor, pixels: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """Translate by ``pixels``: a number (to the right), a pair (dx right, dy down), or [N, 2] per image → float [N, 1, 28, 28]."""
+    """Translate by ``pixels`` (a number: right; (dx right, dy down); or [N, 2]) → float [N, 1, 28, 28]."""
     x = as_unit(images_u8)
     p = torch.as_tensor(pixels, dtype=torch.float64)
     if p.dim() == 0:
@@ -184,18 +185,6 @@ def perturb(images_u8: torch.Tensor, kind: str, level: float, seed: int = 0) -> 
     raise ValueError(f"unknown perturbation {kind!r}: use one of {sorted(KINDS)}")
 
 
-@torch.inference_mode()
-def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [model(normalize(x[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
-           for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
-
-
 def robustness_curve(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, kind: str, levels: Sequence[float],
                      seed: int = 0) -> list[dict]:
     """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level: ``[{level, accuracy}]``."""
@@ -209,21 +198,39 @@ def robustness_curve(model: nn.Module, images_u8: torch.Tensor, labels: torch.Te
 # --------------------------------------------------------------------------------------------------- saliency
 
 
-def input_gradients(model: nn.Module, images_u8: torch.Tensor, target_classes: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """|∂ log p(target) / ∂ pixel| [N, 28, 28], pixels in [0, 1] units, the model in eval mode."""
+def _gradient_of(model: nn.Module, images_u8: torch.Tensor, score) -> torch.Tensor:
+    """∂ score(log_probs).sum() / ∂ pixel [N, 28, 28] (pixels in [0, 1] units), the model in eval mode, its mode restored."""
     device = next(model.parameters()).device
     x = as_unit(images_u8).to(device).clone().requires_grad_(True)
-    target = torch.as_tensor(target_classes, dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
             log_probs = model(normalize(x).contiguous(memory_format=torch.channels_last))
-            chosen = log_probs.gather(1, target.view(-1, 1)).sum()
-            (grad,) = torch.autograd.grad(chosen, x)
+            (grad,) = torch.autograd.grad(score(log_probs).sum(), x)
     finally:
         model.train(was_training)
-    return grad.abs().squeeze(1).float().cpu()
+    return grad.squeeze(1).float().cpu()
+
+
+def _column(classes: torch.Tensor | Sequence[int], device: torch.device) -> torch.Tensor:
+    """Class indices as a [N, 1] long tensor for ``gather``."""
+    return torch.as_tensor(classes, dtype=torch.long, device=device).view(-1, 1)
+
+
+def input_gradients(model: nn.Module, images_u8: torch.Tensor, target_classes: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """|∂ log p(target) / ∂ pixel| [N, 28, 28], pixels in [0, 1] units, the model in eval mode."""
+    device = next(model.parameters()).device
+    target = _column(target_classes, device)
+    return _gradient_of(model, images_u8, lambda lp: lp.gather(1, target)).abs()
+
+
+def log_odds_gradients(model: nn.Module, images_u8: torch.Tensor, classes_a: torch.Tensor | Sequence[int],
+                       classes_b: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Signed ∂ [log p(a) − log p(b)] / ∂ pixel [N, 28, 28]: > 0 where brightening the pixel favours a over b."""
+    device = next(model.parameters()).device
+    a, b = _column(classes_a, device), _column(classes_b, device)
+    return _gradient_of(model, images_u8, lambda lp: lp.gather(1, a) - lp.gather(1, b))
 
 
 def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor, pairs: Sequence[dict],
@@ -246,11 +253,8 @@ def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torc
 # --------------------------------------------------------------------------------------------------- figures
 
 
-def reliability_figure(results: dict[str, dict], n_bins: int = 15) -> plt.Figure:
-    """Per model (a column): reliability diagram before/after temperature scaling (top) and images per bin (bottom).
-
-    ``results[name]`` holds the evaluation ``log_probs`` and ``labels``, and ``temperature``, ``ece_before``, ``ece_after``.
-    """
+def reliability_figure(results: dict[str, dict], n_bins: int = 15, min_count: int = 10) -> plt.Figure:
+    """Per model (its ``log_probs``, ``labels``, ``temperature``, ``ece_*``): reliability curves over counts per bin."""
     names = list(results)
     fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
@@ -264,12 +268,14 @@ def reliability_figure(results: dict[str, dict], n_bins: int = 15) -> plt.Figure
                    f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
         for i, (log_probs, label, ece, colour, marker) in enumerate(curves):
             b = reliability_bins(log_probs.exp(), r["labels"], n_bins)
-            full = b["count"] > 0
+            full = b["count"] >= min_count
             top.plot(b["confidence"][full], b["accuracy"][full], marker=marker, color=colour, label=f"{label} {ece}",
                      lw=1.2, ms=5)
             bottom.bar(b["edges"][:-1] + width * (0.275 + 0.45 * i), b["count"], width=width * 0.45, color=colour, label=label)
-        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in the bin", title=f"{name}: {len(r['labels']):,} images")
-        top.legend(fontsize=8, loc="upper left")
+        evaluated = r.get("eval_split", f"{len(r['labels']):,} images")
+        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
+                title=f"{name}\nevaluated on {evaluated}")
+        top.legend(fontsize=8, loc="lower right")
         top.grid(alpha=0.3)
         bottom.set(yscale="log", xlabel=f"confidence (max. probability), {n_bins} equal-width bins", ylabel="images per bin")
         bottom.grid(alpha=0.3, axis="y")
@@ -295,27 +301,38 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     return fig
 
 
-def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, grad_pred: torch.Tensor,
-                    grad_true: torch.Tensor, ncols: int = 2) -> plt.Figure:
-    """Per example: the digit, |gradient| of the predicted class and of the true class (each map scaled to its max)."""
+def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor,
+                    grad_pred: torch.Tensor, grad_log_odds: torch.Tensor, ncols: int = 2) -> plt.Figure:
+    """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x, outlined."""
     n = len(images_u8)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * 1.9, nrows * 2.25), squeeze=False)
-    im = None
+    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False)
+    magnitude = signed = None
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         i, part = divmod(k, 3)  # example i fills three neighbouring columns of its row
         if i >= n:
             continue
-        t, p = int(labels[i]), int(pred[i])
+        t, p, digit = int(labels[i]), int(pred[i]), images_u8[i].float().numpy() / 255
         if part == 0:
-            ax.imshow(images_u8[i].numpy(), cmap="gray")
-            ax.set_title(f"true {t}, predicted {p}", fontsize=9)
+            ax.imshow(digit, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"true {t}, predicted {p}\n(confidence {float(confidence[i]):.2f})", fontsize=8)
+            continue
+        if part == 1:
+            g = grad_pred[i] / grad_pred[i].max().clamp_min(1e-12)
+            magnitude = ax.imshow(g.numpy(), cmap="inferno", vmin=0, vmax=1)
+            ax.set_title(f"|∂ log p({p}) / ∂x|\nsensitivity of '{p}'", fontsize=8)
+            outline = "cyan"
         else:
-            g = (grad_pred if part == 1 else grad_true)[i]
-            im = ax.imshow((g / g.max().clamp_min(1e-12)).numpy(), cmap="inferno", vmin=0, vmax=1)
-            ax.set_title(f"|∂ log p({p if part == 1 else t}) / ∂x|\n({'predicted' if part == 1 else 'true'} class)", fontsize=8)
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="relative |gradient| (each map: max = 1)")
-    fig.suptitle("Saliency on the most confused pairs: which pixels move the log-probability", y=1.0)
+            g = grad_log_odds[i] / grad_log_odds[i].abs().max().clamp_min(1e-12)
+            signed = ax.imshow(g.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+            ax.set_title(f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8)
+            outline = "black"
+        ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
+    fig.suptitle("Input gradients on the most confused pairs (each map scaled to its own maximum)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    for im, x0, label, ticks in ((magnitude, 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
+                                 (signed, 0.56, "signed log-odds gradient: blue favours true, red predicted", [-1, -0.5, 0, 0.5, 1])):
+        if im is not None:
+            fig.colorbar(im, cax=fig.add_axes((x0, 0.045, 0.32, 0.018)), orientation="horizontal", label=label, ticks=ticks)
     return fig

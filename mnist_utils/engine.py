@@ -69,21 +69,27 @@ def prepare_batch(images_u8: torch.Tensor, device: torch.device, channels_last: 
 
 
 @torch.inference_mode()
-def predict_log_probs(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000, device: torch.device | None = None,
-                      channels_last: bool = True) -> torch.Tensor:
-    """Log-probabilities [N, 10] for uint8 images, in eval mode, without gradients."""
-    device = device or next(model.parameters()).device
+def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
+    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients."""
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [model(normalize(prepare_batch(images_u8[i : i + batch_size], device, channels_last))).float().cpu()
-           for i in range(0, len(images_u8), batch_size)]
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = normalize(x[i : i + batch_size].to(device, torch.float32))
+        out.append(model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb).float().cpu())
     model.train(was_training)
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1000, device: torch.device | None = None) -> dict[str, float]:
+def predict_log_probs(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
+    """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see :func:`predict_log_probs_unit`)."""
+    return predict_log_probs_unit(model, images_u8.unsqueeze(1).to(torch.float32) / 255.0, batch_size, channels_last)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
     """Mean NLL loss and accuracy (a fraction) on a split."""
-    log_probs = predict_log_probs(model, split.images, batch_size, device)
+    log_probs = predict_log_probs(model, split.images, batch_size)
     return {
         "loss": F.nll_loss(log_probs, split.labels).item(),
         "accuracy": (log_probs.argmax(1) == split.labels).float().mean().item(),
@@ -233,7 +239,7 @@ def fit(
         row = {"epoch": epoch, "train_loss": total_loss.item() / n, "epoch_seconds": epoch_seconds,
                "lr": opt.param_groups[0]["lr"]}
         if eval_split is not None:
-            metrics = evaluate(model, eval_split, device=device)
+            metrics = evaluate(model, eval_split)
             row[f"{eval_name}_loss"], row[f"{eval_name}_accuracy"] = metrics["loss"], metrics["accuracy"]
         history.append(row)
         if progress:

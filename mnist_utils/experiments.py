@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from . import paths
-from .augment import apply_theta, normalize
+from .calibration import shift_images
 from .config import REFERENCE_AUGMENT, RunConfig
-from .engine import CHECKPOINT, load_model, predict_log_probs, prepare_batch
+from .engine import CHECKPOINT, load_model, predict_log_probs, predict_log_probs_unit
 from .metrics import confusion_matrix
 from .runs import RunData, load_run_data, record_metrics, train_run
 
@@ -187,20 +187,10 @@ TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 """Test-time augmentation: the image and its four one-pixel shifts."""
 
 
-@torch.inference_mode()
-def tta_log_probs(model: torch.nn.Module, images_u8: torch.Tensor, shifts=TTA_SHIFTS, batch_size: int = 1000) -> torch.Tensor:
+def tta_log_probs(model: torch.nn.Module, images_u8: torch.Tensor, shifts=TTA_SHIFTS) -> torch.Tensor:
     """Log of the mean probability over shifted copies of each image."""
-    model.eval()
-    out = []
-    for start in range(0, len(images_u8), batch_size):
-        x = prepare_batch(images_u8[start : start + batch_size], torch.device("cpu"), False)
-        probs = 0
-        for dx, dy in shifts:
-            theta = torch.tensor([[1.0, 0.0, -2 * dx / 28], [0.0, 1.0, -2 * dy / 28]]).expand(len(x), 2, 3)
-            xs = normalize(apply_theta(x, theta)).contiguous(memory_format=torch.channels_last)
-            probs = probs + model(xs).exp()
-        out.append((probs / len(shifts)).log())
-    return torch.cat(out)
+    probs = [predict_log_probs_unit(model, shift_images(images_u8, shift)).exp() for shift in shifts]
+    return torch.stack(probs).mean(0).log()
 
 
 def ensemble_log_probs(log_probs: list[torch.Tensor]) -> torch.Tensor:

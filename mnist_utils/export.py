@@ -149,7 +149,7 @@ def compare(name: str, reference: torch.Tensor, candidate: torch.Tensor, atol: f
 
 def verify(model: nn.Module, images_u8: torch.Tensor, torchscript: Path | None, onnx_path: Path | None) -> list[dict]:
     """Compare the exported files with the PyTorch model on uint8 images [N, 28, 28]."""
-    reference = engine.predict_log_probs(model, images_u8, device=torch.device("cpu"))
+    reference = engine.predict_log_probs(model, images_u8)
     x = images_u8.unsqueeze(1).to(torch.float32) / 255.0
     results = []
     if torchscript is not None:

@@ -142,7 +142,7 @@ def test_perturb_alternates_rotation_sign_and_cycles_shift_directions(digits):
 def test_float_path_gives_the_same_predictions_as_the_engine(digits):
     torch.manual_seed(0)
     model = models.build_model("reference").eval()
-    assert torch.allclose(C.predict_log_probs_unit(model, C.as_unit(digits)), engine.predict_log_probs(model, digits), atol=1e-6)
+    assert torch.allclose(engine.predict_log_probs_unit(model, C.as_unit(digits)), engine.predict_log_probs(model, digits), atol=1e-6)
 
 
 def tiny_model() -> nn.Module:
@@ -176,6 +176,16 @@ def test_input_gradients_have_the_image_shape_and_are_not_zero(digits):
     assert all(p.grad is None for p in model.parameters())  # only the input gradient is computed
 
 
+def test_log_odds_gradients_are_antisymmetric_and_zero_against_themselves(digits):
+    torch.manual_seed(0)
+    model = models.build_model("reference").eval()
+    a, b = torch.tensor([4, 9, 3]), torch.tensor([9, 4, 5])
+    ab = C.log_odds_gradients(model, digits[:3], a, b)
+    assert ab.shape == (3, 28, 28) and (ab < 0).any() and (ab > 0).any()
+    assert torch.allclose(ab, -C.log_odds_gradients(model, digits[:3], b, a))
+    assert torch.equal(C.log_odds_gradients(model, digits[:3], a, a), torch.zeros(3, 28, 28))
+
+
 def test_input_gradients_match_a_finite_difference(digits):
     torch.manual_seed(0)
     model = models.build_model("reference").double().eval()
@@ -191,6 +201,10 @@ def test_input_gradients_match_a_finite_difference(digits):
         f = lambda t: model(C.normalize(t))[0, 7].item()  # noqa: E731
         numeric = (f(up) - f(down)) / (2 * eps)
     assert abs(numeric) == pytest.approx(float(grad[r, c]), rel=1e-2)
+    signed = C.log_odds_gradients(model, x, [7], [1])[0]
+    with torch.no_grad():
+        g = lambda t: (model(C.normalize(t))[0, 7] - model(C.normalize(t))[0, 1]).item()  # noqa: E731
+        assert (g(up) - g(down)) / (2 * eps) == pytest.approx(float(signed[r, c]), rel=1e-2, abs=1e-6)
 
 
 def test_confused_examples_takes_the_pairs_first():

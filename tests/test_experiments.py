@@ -47,6 +47,6 @@ def test_tta_without_shifts_equals_plain_prediction(test_split):
     torch.manual_seed(0)
     model = build_model("batchnorm").eval()
     images = test_split.images[:50]
-    plain = engine.predict_log_probs(model, images, device=torch.device("cpu"), channels_last=False)
+    plain = engine.predict_log_probs(model, images, channels_last=False)
     assert torch.allclose(ex.tta_log_probs(model, images, shifts=((0, 0),)), plain, atol=1e-5)
     assert ex.tta_log_probs(model, images).shape == (50, 10)
