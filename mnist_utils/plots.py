@@ -119,11 +119,11 @@ def accuracy_errorbars(rows: Sequence[dict], title: str) -> plt.Figure:
     ref = next((r["test_accuracy_mean"] for r in rows if r["variant"] == "reference"), None)
     if ref is not None:
         ax.axvline(ref, color="gray", ls="--", lw=1, label="reference recipe")
-    ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']})" for r in rows], fontsize=8)
+    ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']})" for r in rows], fontsize=9)
     ax.set(xlabel="test accuracy (%), mean ± sd over seeds", title=title)
     for group, color in colors.items():
         ax.plot([], [], "o", color=color, label=group)
-    ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=4)
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     return fig

@@ -53,6 +53,9 @@ ARTIFACTS = {
 }
 """Required artifact (relative to artifacts_dir()) → the notebook that writes it."""
 
+TRUST_FIGURES = ("reliability", "robustness", "saliency")
+"""Figures of notebooks/07_calibration_robustness.ipynb (its section appears when they and its JSON files exist)."""
+
 OVERFULL_TOLERANCE_PT = 5.0
 """Overfull boxes wider than this (in pt) make a strict build fail."""
 
@@ -84,6 +87,10 @@ class Inputs:
     experiments: list[dict] | None
     experiments_figure: bool
     artifacts: Path
+    experiments_detail: dict | None = None
+    calibration: dict | None = None
+    robustness: dict | None = None
+    trust_figures: bool = False
 
 
 # --------------------------------------------------------------------------- formatting
@@ -156,6 +163,11 @@ def _load_json(path: Path):
         raise ReportError(f"{path} is not valid JSON ({exc}); re-create it with `{FIX}`.") from exc
 
 
+def _optional_json(path: Path) -> dict | None:
+    """An optional artifact: parsed when present, None otherwise."""
+    return _load_json(path) if path.is_file() else None
+
+
 def read_experiments(path: Path) -> list[dict] | None:
     """Rows of experiments.csv as dicts, or None when the file does not exist."""
     if not path.is_file():
@@ -187,6 +199,10 @@ def load_inputs(artifacts: Path | None = None, figures: Path | None = None) -> I
         experiments=read_experiments(artifacts / "experiments.csv"),
         experiments_figure=(figures / "experiments.pdf").is_file(),
         artifacts=artifacts,
+        experiments_detail=_optional_json(artifacts / "experiments.json"),
+        calibration=_optional_json(artifacts / "calibration.json"),
+        robustness=_optional_json(artifacts / "robustness.json"),
+        trust_figures=all((figures / f"{name}.pdf").is_file() for name in TRUST_FIGURES),
     )
     check_consistent(inputs, artifacts)
     return inputs
@@ -335,12 +351,106 @@ def experiments_macros(rows: list[dict] | None, has_figure: bool) -> list[str]:
     ]
 
 
+def experiment_detail_macros(d: dict | None) -> list[str]:
+    """Improved model, ensemble and flip-confusion numbers from experiments.json (flag ``experimentdetail``)."""
+    if d is None:  # every flag is declared either way: main.tex nests them inside other conditionals
+        return flag("experimentdetail", False) + flag("improvedsd", False)
+    lines = flag("experimentdetail", True)
+    imp, ens = d["final"]["improved"], d["final"]["ensemble"]
+    sd = imp["test_accuracy_sd"]
+    words = {"6->9": "SixNine", "9->6": "NineSix", "2->5": "TwoFive", "5->2": "FiveTwo"}
+    flips = [macro(f"ExpFlip{words[cell]}{arm.capitalize()}", fmt_float(count, 1))
+             for arm in ("reference", "flips") for cell, count in d["flip_confusion"][arm].items() if cell in words]
+    return lines + flag("improvedsd", sd == sd) + flips + [
+        macro("ExpSeeds", fmt_int(len(d["seeds"]))),
+        macro("ExpEpochs", fmt_int(d["epochs"])),
+        macro("ExpImprovedMean", fmt_float(imp["test_accuracy_mean"], 2)),
+        macro("ExpImprovedSd", fmt_float(sd, 2) if sd == sd else "--"),
+        macro("ExpImprovedSeeds", fmt_int(imp["seeds"])),
+        macro("ExpImprovedEpochs", fmt_int(imp["epochs"])),
+        macro("ExpImprovedSeconds", fmt_float(imp["train_seconds_mean"], 0)),
+        macro("ExpEnsembleName", latex_escape(d["final"]["name"])),
+        macro("ExpEnsembleAccuracy", fmt_percent(ens["test_accuracy"])),
+        macro("ExpEnsembleMembers", fmt_int(len(ens["members"]))),
+        macro("ExpEnsembleValPlain", fmt_percent(ens["val_accuracy_plain"])),
+        macro("ExpEnsembleValTTA", fmt_percent(ens["val_accuracy_tta"])),
+        macro("ExpEnsembleTTA", "with" if ens["tta"] else "without"),
+    ]
+
+
+def trust_macros(c: dict | None, r: dict | None, figures: bool) -> list[str]:
+    """Reference-model calibration numbers from calibration.json (flag ``trust``: notebook 07's outputs exist)."""
+    on = c is not None and r is not None and figures and "reference" in c.get("models", {})
+    lines = flag("trust", on)
+    if not on:
+        return lines
+    ref = c["models"]["reference"]
+    return lines + [
+        macro("CalTemperature", fmt_float(ref["temperature"], 3)),
+        macro("CalEceBefore", fmt_percent(ref["ece_before"])),
+        macro("CalEceAfter", fmt_percent(ref["ece_after"])),
+        macro("CalNllBefore", fmt_float(ref["nll_before"], 4)),
+        macro("CalNllAfter", fmt_float(ref["nll_after"], 4)),
+        macro("CalFitSplit", latex_escape(ref["fit_split"])),
+        macro("CalEvalSplit", latex_escape(ref["eval_split"])),
+        macro("CalBins", fmt_int(c["n_bins"])),
+        macro("RobTestImages", fmt_int(r["test_images"])),
+    ]
+
+
+def robustness_table_tex(r: dict | None) -> str:
+    """Test accuracy (%) per perturbation level, one column per model, or a placeholder."""
+    if r is None:
+        return "% robustness.json was not found: notebooks/07_calibration_robustness.ipynb has not run.\n"
+    models = list(r["models"])
+    units = {"rotation": "\\si{\\degree}", "shift": "px", "noise": "$\\sigma$"}
+    body, first = [], True
+    for kind, levels in r["levels"].items():
+        if not first:
+            body.append(r"\midrule")
+        first = False
+        for i, level in enumerate(levels):
+            accs = [next(p["accuracy"] for p in r["models"][m][kind] if math.isclose(p["level"], level)) for m in models]
+            label = latex_escape(kind) if i == 0 else ""
+            body.append(f"{label} & {level:g} {units.get(kind, '')} & " + " & ".join(fmt_percent(a) for a in accs) + r" \\")
+    return "\n".join([
+        "\\begin{tabular}{@{}ll" + "r" * len(models) + "@{}}",
+        r"\toprule",
+        "Perturbation & Level & " + " & ".join(f"\\texttt{{{latex_escape(m)}}} (\\%)" for m in models) + r" \\",
+        r"\midrule",
+        *body,
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]) + "\n"
+
+
+def calibration_table_tex(c: dict | None) -> str:
+    """Temperature, ECE and NLL before/after temperature scaling per model, or a placeholder."""
+    if c is None:
+        return "% calibration.json was not found: notebooks/07_calibration_robustness.ipynb has not run.\n"
+    rows = [f"\\texttt{{{latex_escape(name)}}} & {m['temperature']:.3f} & {fmt_percent(m['ece_before'])} & "
+            f"{fmt_percent(m['ece_after'])} & {m['nll_before']:.4f} & {m['nll_after']:.4f} & {fmt_int(m['fit_images'])} & "
+            f"{fmt_int(m['eval_images'])} \\\\" for name, m in c["models"].items()]
+    return "\n".join([
+        r"\begin{tabular}{@{}lrrrrrrr@{}}",
+        r"\toprule",
+        r"Model & $T$ & ECE before (\%) & ECE after (\%) & NLL before & NLL after & fit on & scored on \\",
+        r"\midrule",
+        *rows,
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]) + "\n"
+
+
 def formatted(inputs: Inputs, source: str, fn, *args):
     """``fn(*args)``, turning a malformed artifact (missing key, wrong type) into a ReportError naming ``source``."""
     try:
         return fn(*args)
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
-        fix = {"bench.json": "`make bench`", "experiments.csv": "the experiments notebook"}.get(source, f"`{FIX}`")
+        fix = {"bench.json": "`make bench`", "experiments.csv": "the experiments notebook",
+               "experiments.json": "the experiments notebook",
+               "calibration.json": "notebooks/07_calibration_robustness.ipynb",
+               "robustness.json": "notebooks/07_calibration_robustness.ipynb"}.get(source, f"`{FIX}`")
         raise ReportError(f"{inputs.artifacts / source} does not have the expected content "
                           f"({type(exc).__name__}: {exc}); re-create it with {fix}.") from exc
 
@@ -356,6 +466,8 @@ def macros_tex(inputs: Inputs) -> str:
     lines += formatted(inputs, "analysis.json", analysis_macros, inputs.analysis)
     lines += formatted(inputs, "bench.json", bench_macros, inputs.bench)
     lines += formatted(inputs, "experiments.csv", experiments_macros, inputs.experiments, inputs.experiments_figure)
+    lines += formatted(inputs, "experiments.json", experiment_detail_macros, inputs.experiments_detail)
+    lines += formatted(inputs, "calibration.json", trust_macros, inputs.calibration, inputs.robustness, inputs.trust_figures)
     return "\n".join(lines) + "\n"
 
 
@@ -520,6 +632,8 @@ def generate(artifacts: Path | str | None = None, out: Path | str | None = None)
         "per_class.tex": formatted(inputs, "analysis.json", per_class_tex, inputs.analysis),
         "bench_table.tex": formatted(inputs, "bench.json", bench_table_tex, inputs.bench),
         "experiments_table.tex": formatted(inputs, "experiments.csv", experiments_table_tex, inputs.experiments),
+        "calibration_table.tex": formatted(inputs, "calibration.json", calibration_table_tex, inputs.calibration),
+        "robustness_table.tex": formatted(inputs, "robustness.json", robustness_table_tex, inputs.robustness),
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
