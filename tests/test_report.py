@@ -268,3 +268,43 @@ def test_pdf_report_end_to_end(tmp_path, monkeypatch):
     accuracy = f"{100 * reference['test_accuracy']:.2f}"
     assert re.search(rf"test accuracy of {re.escape(accuracy)} ?%", text), f"{accuracy} % not in the PDF"
     assert f"{reference['profile']} profile" in text
+
+
+def test_experiment_detail_macros_format_the_final_study():
+    from mnist_utils import report as R
+
+    detail = {
+        "seeds": [0, 1, 2], "epochs": 10,
+        "flip_confusion": {"reference": {"6->9": 1.0, "9->6": 0.0, "2->5": 0.3333, "5->2": 0.0},
+                           "flips": {"6->9": 7.6667, "9->6": 4.0, "2->5": 2.0, "5->2": 1.0}},
+        "final": {"name": "improved-ensemble-tta",
+                  "improved": {"test_accuracy_mean": 99.6667, "test_accuracy_sd": 0.0577, "seeds": 3, "epochs": 15,
+                               "train_seconds_mean": 401.2},
+                  "ensemble": {"test_accuracy": 0.9978, "members": ["a", "b", "c"], "val_accuracy_plain": 0.996,
+                               "val_accuracy_tta": 0.9966, "tta": True}},
+    }
+    text = "\n".join(R.experiment_detail_macros(detail))
+    for expected in [r"\newcommand{\ExpImprovedMean}{99.67}", r"\newcommand{\ExpImprovedSd}{0.06}",
+                     r"\newcommand{\ExpEnsembleAccuracy}{99.78}", r"\newcommand{\ExpEnsembleTTA}{with}",
+                     r"\newcommand{\ExpFlipSixNineFlips}{7.7}", r"\newcommand{\ExpEnsembleName}{improved-ensemble-tta}",
+                     r"\experimentdetailtrue", r"\improvedsdtrue"]:
+        assert expected in text
+    absent = "\n".join(R.experiment_detail_macros(None))
+    assert r"\experimentdetailfalse" in absent and r"\newif\ifimprovedsd" in absent
+
+
+def test_trust_tables_and_macros():
+    from mnist_utils import report as R
+
+    cal = {"n_bins": 15, "models": {"reference": {"temperature": 1.151, "ece_before": 0.00163, "ece_after": 0.00133,
+           "nll_before": 0.02594, "nll_after": 0.02556, "fit_split": "test half 1", "eval_split": "test half 2",
+           "fit_images": 5000, "eval_images": 5000}}}
+    rob = {"test_images": 10000, "levels": {"rotation": [0, 30]},
+           "models": {"reference": {"rotation": [{"level": 0.0, "accuracy": 0.9927}, {"level": 30.0, "accuracy": 0.9091}]}}}
+    text = "\n".join(R.trust_macros(cal, rob, True))
+    assert r"\newcommand{\CalTemperature}{1.151}" in text and r"\newcommand{\CalEceBefore}{0.16}" in text
+    assert r"\trusttrue" in text
+    assert r"\trustfalse" in "\n".join(R.trust_macros(cal, rob, False))
+    table = R.robustness_table_tex(rob)
+    assert "99.27" in table and "90.91" in table and r"\toprule" in table
+    assert "1.151" in R.calibration_table_tex(cal) and "0.16" in R.calibration_table_tex(cal)
