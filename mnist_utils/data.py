@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -71,7 +71,7 @@ def bob_package_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _atomic_copy(make: "callable", dest: Path, expected: str) -> None:
+def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> None:
     """Write via ``make(tmp_path)`` into a temporary name beside ``dest``, verify its MD5, then rename."""
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
