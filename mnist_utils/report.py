@@ -403,7 +403,7 @@ def robustness_table_tex(r: dict | None) -> str:
     if r is None:
         return "% robustness.json was not found: notebooks/07_calibration_robustness.ipynb has not run.\n"
     models = list(r["models"])
-    units = {"rotation": "\\si{\\degree}", "shift": "px", "noise": "$\\sigma$"}
+    formats = {"rotation": "{:g}\\,\\si{{\\degree}}", "shift": "{:g} px", "noise": "$\\sigma = {:g}$"}
     body, first = [], True
     for kind, levels in r["levels"].items():
         if not first:
@@ -412,7 +412,8 @@ def robustness_table_tex(r: dict | None) -> str:
         for i, level in enumerate(levels):
             accs = [next(p["accuracy"] for p in r["models"][m][kind] if math.isclose(p["level"], level)) for m in models]
             label = latex_escape(kind) if i == 0 else ""
-            body.append(f"{label} & {level:g} {units.get(kind, '')} & " + " & ".join(fmt_percent(a) for a in accs) + r" \\")
+            shown = formats.get(kind, "{:g}").format(level)
+            body.append(f"{label} & {shown} & " + " & ".join(fmt_percent(a) for a in accs) + r" \\")
     return "\n".join([
         "\\begin{tabular}{@{}ll" + "r" * len(models) + "@{}}",
         r"\toprule",
@@ -425,16 +426,17 @@ def robustness_table_tex(r: dict | None) -> str:
 
 
 def calibration_table_tex(c: dict | None) -> str:
-    """Temperature, ECE and NLL before/after temperature scaling per model, or a placeholder."""
+    """Temperature, ECE and NLL before → after temperature scaling per model, or a placeholder."""
     if c is None:
         return "% calibration.json was not found: notebooks/07_calibration_robustness.ipynb has not run.\n"
-    rows = [f"\\texttt{{{latex_escape(name)}}} & {m['temperature']:.3f} & {fmt_percent(m['ece_before'])} & "
-            f"{fmt_percent(m['ece_after'])} & {m['nll_before']:.4f} & {m['nll_after']:.4f} & {fmt_int(m['fit_images'])} & "
-            f"{fmt_int(m['eval_images'])} \\\\" for name, m in c["models"].items()]
+    rows = [f"\\texttt{{{latex_escape(name)}}} & {m['temperature']:.3f} & "
+            f"{fmt_percent(m['ece_before'])} $\\to$ {fmt_percent(m['ece_after'])} & "
+            f"{m['nll_before']:.4f} $\\to$ {m['nll_after']:.4f} & "
+            f"{fmt_int(m['fit_images'])} / {fmt_int(m['eval_images'])} \\\\" for name, m in c["models"].items()]
     return "\n".join([
-        r"\begin{tabular}{@{}lrrrrrrr@{}}",
+        r"\begin{tabular}{@{}lrccc@{}}",
         r"\toprule",
-        r"Model & $T$ & ECE before (\%) & ECE after (\%) & NLL before & NLL after & fit on & scored on \\",
+        r"Model & $T$ & ECE (\%) before $\to$ after & NLL before $\to$ after & images fit / scored \\",
         r"\midrule",
         *rows,
         r"\bottomrule",
