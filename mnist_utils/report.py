@@ -414,15 +414,11 @@ def robustness_table_tex(r: dict | None) -> str:
             label = latex_escape(kind) if i == 0 else ""
             shown = formats.get(kind, "{:g}").format(level)
             body.append(f"{label} & {shown} & " + " & ".join(fmt_percent(a) for a in accs) + r" \\")
-    return "\n".join([
+    return booktabs(
         "\\begin{tabular}{@{}ll" + "r" * len(models) + "@{}}",
-        r"\toprule",
-        "Perturbation & Level & " + " & ".join(f"\\texttt{{{latex_escape(m)}}} (\\%)" for m in models) + r" \\",
-        r"\midrule",
-        *body,
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]) + "\n"
+        "Perturbation & Level & " + " & ".join(f"\\texttt{{{latex_escape(m)}}} (\\%)" for m in models),
+        body,
+    )
 
 
 def calibration_table_tex(c: dict | None) -> str:
@@ -433,15 +429,11 @@ def calibration_table_tex(c: dict | None) -> str:
             f"{fmt_percent(m['ece_before'])} $\\to$ {fmt_percent(m['ece_after'])} & "
             f"{m['nll_before']:.4f} $\\to$ {m['nll_after']:.4f} & "
             f"{fmt_int(m['fit_images'])} / {fmt_int(m['eval_images'])} \\\\" for name, m in c["models"].items()]
-    return "\n".join([
+    return booktabs(
         r"\begin{tabular}{@{}lrccc@{}}",
-        r"\toprule",
-        r"Model & $T$ & ECE (\%) before $\to$ after & NLL before $\to$ after & images fit / scored \\",
-        r"\midrule",
-        *rows,
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]) + "\n"
+        r"Model & $T$ & ECE (\%) before $\to$ after & NLL before $\to$ after & images fit / scored",
+        rows,
+    )
 
 
 def formatted(inputs: Inputs, source: str, fn, *args):
@@ -504,37 +496,37 @@ def _shape(shape: list[int]) -> str:
     return r"\times".join(str(s) for s in shape)
 
 
+def booktabs(begin: str, header: str, rows: list[str]) -> str:
+    """A booktabs table: ``begin`` (``\\begin{tabular}{...}`` or tabularx), rules around ``header``, the rows, the end."""
+    env = re.match(r"\\begin\{(\w+)\}", begin).group(1)
+    return "\n".join([begin, r"\toprule", header + r" \\", r"\midrule", *rows, r"\bottomrule", f"\\end{{{env}}}"]) + "\n"
+
+
 def layer_table_tex(t: dict) -> str:
     """The layer table: index, layer repr, output shape, parameters, and the total."""
     rows = [f"{r['index']} & \\texttt{{{latex_escape(r['layer'])}}} & ${_shape(r['output_shape'])}$ & "
             f"{r['parameters']} \\\\" for r in t["rows"]]
-    return "\n".join([
+    return booktabs(
         r"\begin{tabularx}{\linewidth}{@{}r>{\raggedright\arraybackslash\footnotesize}Xl"
         r"S[table-format=6.0,group-separator={,},group-minimum-digits=4]@{}}",
-        r"\toprule",
-        r"\# & Layer (PyTorch) & Output shape & {Parameters} \\",
-        r"\midrule",
-        *rows,
-        r"\midrule",
-        f"\\multicolumn{{3}}{{@{{}}l}}{{Total trainable parameters}} & {t['total_parameters']} \\\\",
-        r"\bottomrule",
-        r"\end{tabularx}",
-    ]) + "\n"
+        r"\# & Layer (PyTorch) & Output shape & {Parameters}",
+        [
+            *rows,
+            r"\midrule",
+            f"\\multicolumn{{3}}{{@{{}}l}}{{Total trainable parameters}} & {t['total_parameters']} \\\\",
+        ],
+    )
 
 
 def confused_pairs_tex(a: dict) -> str:
     """The most confused unordered pairs with both directions of mistakes."""
     rows = [f"{p['a']} & {p['b']} & {p['a_as_b']} & {p['b_as_a']} & {p['count']} \\\\"
             for p in a["most_confused_pairs"]]
-    return "\n".join([
+    return booktabs(
         r"\begin{tabular}{@{}cc S[table-format=4.0] S[table-format=4.0] S[table-format=4.0]@{}}",
-        r"\toprule",
-        r"$a$ & $b$ & {$a$ read as $b$} & {$b$ read as $a$} & {Total} \\",
-        r"\midrule",
-        *(rows or [r"\multicolumn{5}{c}{no mistakes} \\"]),
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]) + "\n"
+        r"$a$ & $b$ & {$a$ read as $b$} & {$b$ read as $a$} & {Total}",
+        rows or [r"\multicolumn{5}{c}{no mistakes} \\"],
+    )
 
 
 def per_class_tex(a: dict) -> str:
@@ -544,18 +536,16 @@ def per_class_tex(a: dict) -> str:
             for c in scores]
     mean = {k: sum(c[k] for c in scores) / len(scores) for k in ("precision", "recall", "f1")}
     total = sum(c["support"] for c in scores)
-    return "\n".join([
+    return booktabs(
         r"\begin{tabular}{@{}c S[table-format=1.3] S[table-format=1.3] S[table-format=1.3]"
         r" S[table-format=5.0,group-separator={,},group-minimum-digits=4]@{}}",
-        r"\toprule",
-        r"Digit & {Precision} & {Recall} & {F1} & {Support} \\",
-        r"\midrule",
-        *rows,
-        r"\midrule",
-        f"Mean & {mean['precision']:.3f} & {mean['recall']:.3f} & {mean['f1']:.3f} & {total} \\\\",
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]) + "\n"
+        r"Digit & {Precision} & {Recall} & {F1} & {Support}",
+        [
+            *rows,
+            r"\midrule",
+            f"Mean & {mean['precision']:.3f} & {mean['recall']:.3f} & {mean['f1']:.3f} & {total} \\\\",
+        ],
+    )
 
 
 def bench_table_tex(b: dict | None) -> str:
@@ -570,15 +560,11 @@ def bench_table_tex(b: dict | None) -> str:
          f"{b['stock_epoch_s'] / b['compute_epoch_s']:.2f}"),
     ]
     body = [f"{name} & {sec} & {speed} \\\\" for name, sec, speed in rows]
-    return "\n".join([
+    return booktabs(
         r"\begin{tabularx}{\linewidth}{@{}X S[table-format=4.1] S[table-format=2.2]@{}}",
-        r"\toprule",
-        r"Pipeline & {Seconds per epoch} & {Speed-up vs.\ stock} \\",
-        r"\midrule",
-        *body,
-        r"\bottomrule",
-        r"\end{tabularx}",
-    ]) + "\n"
+        r"Pipeline & {Seconds per epoch} & {Speed-up vs.\ stock}",
+        body,
+    )
 
 
 def _experiment_row(r: dict, with_val: bool) -> str:
@@ -608,15 +594,11 @@ def experiments_table_tex(rows: list[dict] | None) -> str:
     head += [r"Val.\ acc.\ (\%)"] if with_val else []
     head += ["Train (s)"]
     cols = r"@{}l>{\raggedright\arraybackslash}Xcc" + "r" * (len(head) - 4)
-    return "\n".join([
+    return booktabs(
         f"\\begin{{tabularx}}{{\\linewidth}}{{{cols}@{{}}}}",
-        r"\toprule",
-        " & ".join(head) + r" \\",
-        r"\midrule",
-        *body,
-        r"\bottomrule",
-        r"\end{tabularx}",
-    ]) + "\n"
+        " & ".join(head),
+        body,
+    )
 
 
 # --------------------------------------------------------------------------- generate / build
