@@ -142,8 +142,8 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFER
     """Augment a float batch [N, 1, 28, 28] in [0, 1] with an independent random draw per image."""
     if not spec.active:
         return x
-    theta = params_to_theta(sample_params(len(x), g, spec, x.shape[-1]), x.shape[-1])
-    return apply_theta(x, theta.to(x.device))
+    theta = params_to_theta(sample_params(len(x), g, spec, x.shape[-1]), x.shape[-1])  # float64 on the CPU
+    return apply_theta(x, theta.to(device=x.device, dtype=x.dtype))  # MPS has no float64
 
 
 def to_input(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:

@@ -213,7 +213,7 @@ def fit(
         model.train()
         start = time.perf_counter()
         perm = torch.randperm(n, generator=g)
-        total_loss = torch.zeros((), dtype=torch.float64)
+        total_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
         bar = tqdm(range(steps_per_epoch), desc=f"{config.name} epoch {epoch}/{config.epochs}", disable=not progress,
                    leave=False, mininterval=0.5, file=sys.stderr)
         for step in bar:
@@ -228,7 +228,7 @@ def fit(
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += loss.detach().double().cpu() * len(idx)
+            total_loss += loss.detach() * len(idx)
             steps_done += 1
             if progress and step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
