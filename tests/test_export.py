@@ -7,17 +7,13 @@ import pytest
 import torch
 
 from mnist_utils import engine, export
-from mnist_utils.config import RunConfig
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, train_split, test_split):
-    """(trained model, checkpoint path) of a reference CNN trained one epoch on 640 real images."""
-    run_dir = tmp_path_factory.mktemp("tiny_export_run")
-    engine.fit(RunConfig(name="small", epochs=1, train_size=640, seed=3), train_split.subset(640), test_split.subset(500),
-               run_dir=run_dir, device="cpu", progress=False)
-    model, _, _ = engine.load_model(run_dir / engine.CHECKPOINT)  # channels_last, as users get it
-    return model, run_dir / engine.CHECKPOINT
+def tiny_run(tiny_checkpoint):
+    """(trained model, checkpoint path) of the shared tiny reference CNN."""
+    model, _, _ = engine.load_model(tiny_checkpoint)  # channels_last, as users get it
+    return model, tiny_checkpoint
 
 
 def _inputs(test_split, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,9 +9,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_utils import engine, predict
+from mnist_utils import predict
 from mnist_utils.__main__ import main as cli_main
-from mnist_utils.config import RunConfig
 
 
 def draw_seven(canvas=(200, 160), size=100, pos=(40, 20), ink=255, paper=0) -> Image.Image:
@@ -143,15 +142,6 @@ def test_truncated_file_is_reported(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(predict.PredictError, match="cut.png"):
         predict.load_image(path)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, train_split, test_split):
-    """A reference CNN trained for one epoch on 640 real images."""
-    run_dir = tmp_path_factory.mktemp("tiny_run")
-    engine.fit(RunConfig(name="small", epochs=1, train_size=640, seed=3), train_split.subset(640), test_split.subset(500),
-               run_dir=run_dir, device="cpu", progress=False)
-    return run_dir / engine.CHECKPOINT
 
 
 def test_cli_predicts_good_files_and_reports_the_bad_one(tmp_path, tiny_checkpoint, test_split, capsys):
