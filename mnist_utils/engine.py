@@ -84,7 +84,7 @@ def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 
 
 def predict_log_probs(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
     """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see :func:`predict_log_probs_unit`)."""
-    return predict_log_probs_unit(model, images_u8.unsqueeze(1).to(torch.float32) / 255.0, batch_size, channels_last)
+    return predict_log_probs_unit(model, prepare_batch(images_u8, torch.device("cpu"), False), batch_size, channels_last)
 
 
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
