@@ -27,27 +27,31 @@ class AugmentSpec:
     shift: float = 0.1
     hflip: bool = False
     vflip: bool = False
+    elastic_alpha: float = 0.0  # elastic distortion strength in pixels (Simard et al. 2003 use 34); 0 switches it off
+    elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
 
     @classmethod
     def from_names(cls, names: tuple[str, ...]) -> "AugmentSpec":
-        """Build a spec from config names: rotate, crop, translate, flip, strong."""
-        unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong"}
+        """Build a spec from config names: rotate, crop, translate, flip, strong, elastic."""
+        unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong", "elastic"}
         if unknown:
             raise ValueError(f"unknown augmentation names {sorted(unknown)}")
+        elastic = 34.0 if "elastic" in names else 0.0
         if "strong" in names:
-            return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12)
+            return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12, elastic_alpha=elastic)
         return cls(
             rotate="rotate" in names,
             crop="crop" in names,
             translate="translate" in names,
             hflip="flip" in names,
             vflip="flip" in names,
+            elastic_alpha=elastic,
         )
 
     @property
     def active(self) -> bool:
         """Whether any transform is switched on."""
-        return self.rotate or self.crop or self.translate or self.hflip or self.vflip
+        return self.rotate or self.crop or self.translate or self.hflip or self.vflip or self.elastic_alpha > 0
 
 
 REFERENCE_SPEC = AugmentSpec.from_names(REFERENCE_AUGMENT)
@@ -132,18 +136,43 @@ def params_to_theta(p: dict[str, torch.Tensor], size: int = 28) -> torch.Tensor:
     return torch.cat([linear, offset], dim=2)
 
 
-def apply_theta(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Resample a float batch [N, 1, H, W] with one affine per image (bilinear, zero fill)."""
+def apply_theta(x: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
+    """Resample a float batch [N, 1, H, W] with one affine per image, plus an optional field [N, H, W, 2] (bilinear, zero fill)."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    if displacement is not None:
+        grid = grid + displacement.to(device=x.device, dtype=x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps over ±2 sigma."""
+    radius = max(1, int(round(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def elastic_field(n: int, g: torch.Generator, alpha: float, sigma: float, size: int = 28) -> torch.Tensor:
+    """Simard-style elastic distortion: uniform noise in [-1, 1] per pixel, Gaussian-smoothed, times alpha pixels.
+
+    Returned in ``grid_sample`` units (2 / size per pixel) as [N, size, size, 2] (x, y).
+    """
+    noise = torch.rand(n, 2, size, size, generator=g) * 2 - 1
+    k = gaussian_kernel(sigma)
+    r = len(k) // 2
+    noise = F.conv2d(noise, k.view(1, 1, 1, -1).repeat(2, 1, 1, 1), padding=(0, r), groups=2)
+    noise = F.conv2d(noise, k.view(1, 1, -1, 1).repeat(2, 1, 1, 1), padding=(r, 0), groups=2)
+    return (noise * (alpha * 2 / size)).permute(0, 2, 3, 1)
 
 
 def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC) -> torch.Tensor:
     """Augment a float batch [N, 1, 28, 28] in [0, 1] with an independent random draw per image."""
     if not spec.active:
         return x
-    theta = params_to_theta(sample_params(len(x), g, spec, x.shape[-1]), x.shape[-1])  # float64 on the CPU
-    return apply_theta(x, theta.to(device=x.device, dtype=x.dtype))  # MPS has no float64
+    n, size = len(x), x.shape[-1]
+    theta = params_to_theta(sample_params(n, g, spec, size), size)  # float64 on the CPU
+    field = elastic_field(n, g, spec.elastic_alpha, spec.elastic_sigma, size) if spec.elastic_alpha > 0 else None
+    return apply_theta(x, theta.to(device=x.device, dtype=x.dtype), field)  # MPS has no float64
 
 
 def to_input(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:

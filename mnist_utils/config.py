@@ -23,7 +23,7 @@ class RunConfig:
     lr: float = 1e-3
     schedule: str = "constant"  # constant | onecycle | cosine
     weight_decay: float = 0.0
-    augment: tuple[str, ...] = REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong
+    augment: tuple[str, ...] = REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong, elastic
     dropout: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
@@ -31,6 +31,7 @@ class RunConfig:
     val_size: int = 0  # images held out of the training set for model selection
     test_size: int | None = None  # evaluate on a subset of the test set (quick mode)
     channels_last: bool = True
+    init_from: str | None = None  # fine-tune: start from the final weights of this run instead of a random init
 
     def replace(self, **changes) -> "RunConfig":
         """A copy with some fields changed."""

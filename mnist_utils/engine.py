@@ -178,11 +178,13 @@ def fit(
     resume: bool = True,
     progress: bool | None = None,
     stop_after_steps: int | None = None,
+    init_weights: dict | None = None,
 ) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
 
     With ``resume`` and a checkpoint of the same config in ``run_dir``, training continues after its last epoch
-    and ends with the same history as an uninterrupted run.
+    and ends with the same history as an uninterrupted run. ``init_weights`` (a state dict) starts a fresh run
+    from trained weights instead of a random initialisation: fine-tuning.
     """
     device = select_device(device) if not isinstance(device, torch.device) else device
     progress = show_progress() if progress is None else progress
@@ -197,9 +199,11 @@ def fit(
     history: list[dict] = []
     train_seconds = 0.0
     ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
     if resume and ckpt_path is not None and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
-        if state["config"] != config.to_dict():
+        if RunConfig.from_dict(state["config"]) != config:  # fields added since the checkpoint take their defaults
             raise CheckpointError(f"Checkpoint {ckpt_path} was written by another config; remove it or use another run name.")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

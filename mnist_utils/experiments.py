@@ -23,6 +23,7 @@ class Variant:
     group: str  # ablation | improvement | final
     description: str
     changes: dict = field(default_factory=dict)
+    parent: str | None = None  # fine-tunes the finished run of this variant with the same seed
 
 
 ABLATIONS = (
@@ -40,11 +41,20 @@ IMPROVEMENTS = (
     Variant("third_conv", "improvement", "a third conv block (64 to 128 channels)", {"model": "three_conv"}),
     Variant("strong_aug", "improvement", "stronger augmentation (15 deg, area 0.6-1, shift 12 %)", {"augment": ("strong",)}),
     Variant("label_smoothing", "improvement", "label smoothing 0.1", {"label_smoothing": 0.1}),
+    Variant("elastic", "improvement", "+ elastic distortion (alpha 34 px, sigma 4 px)",
+            {"augment": REFERENCE_AUGMENT + ("elastic",)}),
 )
 IMPROVED = Variant(
     "improved", "final", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation",
     {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1},
 )
+CLEAN = Variant(
+    "improved_clean", "final", "improved, then fine-tuned without augmentation (Adam 1e-4)",
+    {"model": "improved", "augment": (), "lr": 1e-4, "schedule": "constant", "label_smoothing": 0.1},
+    parent="improved",
+)
+"""Augmentation makes the training digits more varied than the test digits (the crop only zooms in); a short
+fine-tune on the clean images, at a small learning rate, moves the model back to the distribution it is tested on."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class StudyPlan:
     epochs: int
     improved_epochs: int
     final_seeds: tuple[int, ...]
+    finetune_epochs: int = 1
     train_size: int | None = None
     test_size: int | None = None
     val_size: int = 5000
@@ -66,16 +77,20 @@ PLANS = {
     "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), train_size=2000,
                        test_size=2000, val_size=500),
     "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=3, final_seeds=(0, 1)),
-    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=(0, 1, 2)),
+    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=(0, 1, 2, 3, 4),
+                       finetune_epochs=2),
 }
 
 
 def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
     """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the training set)."""
-    epochs = plan.improved_epochs if variant.group == "final" else plan.epochs
+    if variant.parent:
+        epochs, changes = plan.finetune_epochs, dict(variant.changes, init_from=f"{variant.parent}-seed{seed}")
+    else:
+        epochs, changes = (plan.improved_epochs if variant.group == "final" else plan.epochs), variant.changes
     base = RunConfig(name=f"{variant.name}-seed{seed}", seed=seed, epochs=epochs, train_size=plan.train_size,
                      test_size=plan.test_size, val_size=plan.val_size)
-    return base.replace(**variant.changes)
+    return base.replace(**changes)
 
 
 def run_variant(variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None) -> list[dict]:
@@ -145,19 +160,24 @@ def flip_confusion(plan: StudyPlan, cache: dict) -> dict[str, dict[str, float]]:
 
 
 def final_study(plan: StudyPlan, cache: dict) -> dict:
-    """Train `improved` for each final seed; ensemble them; keep test-time augmentation only if it helps on validation."""
-    entries = run_variant(IMPROVED, plan.final_seeds, plan, cache)
+    """Train `improved` for each final seed and fine-tune each without augmentation; on validation, keep the better of
+    the two and decide whether test-time shifts help; ensemble the kept models and score the ensemble on test once."""
+    improved = run_variant(IMPROVED, plan.final_seeds, plan, cache)
+    clean = [dict(c, train_seconds=c["train_seconds"] + i["train_seconds"], epochs=c["epochs"] + i["epochs"])
+             for c, i in zip(run_variant(CLEAN, plan.final_seeds, plan, cache), improved)]  # counted with the parent's
+    val_mean = {v.name: statistics.mean(e["val_accuracy"] for e in es) for v, es in ((IMPROVED, improved), (CLEAN, clean))}
+    chosen, entries = (CLEAN, clean) if val_mean[CLEAN.name] > val_mean[IMPROVED.name] else (IMPROVED, improved)
     data = _data(config_for(IMPROVED, plan.final_seeds[0], plan), cache)  # val and test are the same for every seed
-    models = [trained_model(IMPROVED, seed) for seed in plan.final_seeds]
+    models = [trained_model(chosen, seed) for seed in plan.final_seeds]
     val_plain = ensemble_log_probs([predict_log_probs(m, data.val.images) for m in models])
     val_tta = ensemble_log_probs([tta_log_probs(m, data.val.images) for m in models])
     use_tta = accuracy(val_tta, data.val.labels) > accuracy(val_plain, data.val.labels)
     test_lp = ensemble_log_probs([(tta_log_probs if use_tta else predict_log_probs)(m, data.test.images) for m in models])
-    name = "improved-ensemble" + ("-tta" if use_tta else "")
+    name = f"{chosen.name}-ensemble" + ("-tta" if use_tta else "")
     entry = {
         "test_accuracy": accuracy(test_lp, data.test.labels),
         "test_loss": torch.nn.functional.nll_loss(test_lp, data.test.labels).item(),
-        "epochs": plan.improved_epochs,
+        "epochs": entries[0]["epochs"],
         "seed": list(plan.final_seeds),
         "train_seconds": sum(e["train_seconds"] for e in entries),
         "profile": plan.profile,
@@ -168,7 +188,8 @@ def final_study(plan: StudyPlan, cache: dict) -> dict:
         "val_accuracy_tta": accuracy(val_tta, data.val.labels),
     }
     record_metrics(name, entry)
-    return {"name": name, "improved": summarise(IMPROVED, entries, plan), "ensemble": entry}
+    return {"name": name, "chosen": chosen.name, "improved": summarise(IMPROVED, improved, plan),
+            "clean": summarise(CLEAN, clean, plan), "ensemble": entry}
 
 
 def ensemble_row(final: dict, plan: StudyPlan) -> dict:
@@ -176,7 +197,7 @@ def ensemble_row(final: dict, plan: StudyPlan) -> dict:
     e = final["ensemble"]
     return {
         "variant": final["name"], "group": "final",
-        "description": f"ensemble of {len(e['members'])} improved models" + (" with test-time shifts" if e["tta"] else ""),
+        "description": f"ensemble of {len(e['members'])} {final['chosen']} models" + (" with test-time shifts" if e["tta"] else ""),
         "profile": plan.profile, "seeds": len(e["members"]), "epochs": e["epochs"],
         "test_accuracy_mean": 100 * e["test_accuracy"], "test_accuracy_sd": float("nan"),
         "val_accuracy_mean": 100 * e["val_accuracy"], "train_seconds_mean": e["train_seconds"],

@@ -344,6 +344,7 @@ def experiments_macros(rows: list[dict] | None, has_figure: bool) -> list[str]:
     best = max(rows, key=lambda r: _number(r.get("test_accuracy_mean")) or -1.0)
     profiles = sorted({r.get("profile", "") for r in rows} - {""})
     return lines + [
+        macro("ExpBeatReference", latex_escape(", ".join(beat_reference(rows)) or "none")),
         macro("ExperimentsCount", fmt_int(len(rows))),
         macro("ExperimentsProfile", latex_escape(", ".join(profiles) or "unknown")),
         macro("ExperimentsBestVariant", latex_escape(best["variant"])),
@@ -351,12 +352,29 @@ def experiments_macros(rows: list[dict] | None, has_figure: bool) -> list[str]:
     ]
 
 
+def beat_reference(rows: list[dict]) -> list[str]:
+    """Single improvements whose mean test accuracy beats the reference row's by more than the larger of the two sds."""
+    ref = next((r for r in rows if r.get("variant") == "reference"), None)
+    if ref is None or _number(ref.get("test_accuracy_mean")) is None:
+        return []
+    better = []
+    for r in rows:
+        mean = _number(r.get("test_accuracy_mean"))
+        if r.get("group") != "improvement" or mean is None:
+            continue
+        noise = max((_number(x) or 0.0) for x in (ref.get("test_accuracy_sd"), r.get("test_accuracy_sd")))
+        if mean - _number(ref["test_accuracy_mean"]) > noise:
+            better.append(r["variant"])
+    return better
+
+
 def experiment_detail_macros(d: dict | None) -> list[str]:
     """Improved model, ensemble and flip-confusion numbers from experiments.json (flag ``experimentdetail``)."""
     if d is None:  # every flag is declared either way: main.tex nests them inside other conditionals
-        return flag("experimentdetail", False) + flag("improvedsd", False)
+        return flag("experimentdetail", False) + flag("improvedsd", False) + flag("cleanfinetune", False)
     lines = flag("experimentdetail", True)
     imp, ens = d["final"]["improved"], d["final"]["ensemble"]
+    clean = d["final"].get("clean")  # experiments.json written before the clean fine-tune existed has none
     sd = imp["test_accuracy_sd"]
     words = {"6->9": "SixNine", "9->6": "NineSix", "2->5": "TwoFive", "5->2": "FiveTwo"}
     flips = [macro(f"ExpFlip{words[cell]}{arm.capitalize()}", fmt_float(count, 1))
@@ -375,6 +393,21 @@ def experiment_detail_macros(d: dict | None) -> list[str]:
         macro("ExpEnsembleValPlain", fmt_percent(ens["val_accuracy_plain"])),
         macro("ExpEnsembleValTTA", fmt_percent(ens["val_accuracy_tta"])),
         macro("ExpEnsembleTTA", "with" if ens["tta"] else "without"),
+    ] + clean_macros(imp, clean, d["final"].get("chosen", "improved"))
+
+
+def clean_macros(imp: dict, clean: dict | None, chosen: str) -> list[str]:
+    """The fine-tune without augmentation against `improved`, on validation and test (flag ``cleanfinetune``)."""
+    if clean is None:
+        return flag("cleanfinetune", False)
+    sd = clean["test_accuracy_sd"]
+    return flag("cleanfinetune", True) + [
+        macro("ExpCleanMean", fmt_float(clean["test_accuracy_mean"], 2)),
+        macro("ExpCleanSd", fmt_float(sd, 2) if sd == sd else "--"),
+        macro("ExpCleanEpochs", fmt_int(clean["epochs"] - imp["epochs"])),
+        macro("ExpCleanVal", fmt_float(clean["val_accuracy_mean"], 2)),
+        macro("ExpImprovedVal", fmt_float(imp["val_accuracy_mean"], 2)),
+        macro("ExpChosen", latex_escape(chosen)),
     ]
 
 

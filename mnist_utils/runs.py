@@ -72,11 +72,13 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
     data = data if data is not None else load_run_data(config)
     run_dir = paths.run_dir(config.name)
     ckpt = run_dir / CHECKPOINT
-    if ckpt.is_file() and load_checkpoint(ckpt)["config"] != config.to_dict():
+    if ckpt.is_file() and RunConfig.from_dict(load_checkpoint(ckpt)["config"]) != config:
         print(f"[runs] {ckpt} holds another config of run {config.name!r}; training afresh", file=sys.stderr)
         ckpt.unlink()
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress)
+    init = load_checkpoint(paths.run_dir(config.init_from) / CHECKPOINT)["model"] if config.init_from else None
+    result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
+                 init_weights=init)
     test = evaluate(result.model, data.test)
     entry = {
         "test_accuracy": test["accuracy"],

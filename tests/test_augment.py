@@ -126,3 +126,35 @@ def test_reference_pipeline_lists_the_three_transforms():
 def test_unknown_augmentation_name_is_rejected():
     with pytest.raises(ValueError, match="unknown"):
         A.AugmentSpec.from_names(("rotate", "mixup"))
+
+
+def test_elastic_field_has_the_configured_strength_and_smoothness():
+    field = A.elastic_field(2000, torch.Generator().manual_seed(0), alpha=34.0, sigma=4.0) * 14  # back to pixels
+    assert field.shape == (2000, 28, 28, 2)
+    # uniform noise (variance 1/3) smoothed by a unit-sum Gaussian: variance (1/3) * sum(k^2) per axis, times alpha
+    k = A.gaussian_kernel(4.0)
+    expected_sd = 34.0 * (k.pow(2).sum() ** 2 / 3).sqrt().item()
+    interior = field[:, 10:18, 10:18]  # away from the zero-padded border
+    assert interior.std().item() == pytest.approx(expected_sd, rel=0.05)
+    # smooth: neighbouring pixels move almost together
+    neighbour = torch.corrcoef(torch.stack([interior[:, :, :-1].flatten(), interior[:, :, 1:].flatten()]))[0, 1]
+    assert neighbour > 0.9
+
+
+def test_elastic_off_leaves_the_affine_draws_unchanged(digits):
+    plain = A.augment_batch(digits, torch.Generator().manual_seed(3))
+    spec = A.AugmentSpec.from_names(("rotate", "crop", "translate", "elastic"))
+    assert spec.elastic_alpha > 0 and spec.active
+    distorted = A.augment_batch(digits, torch.Generator().manual_seed(3), spec)
+    assert not torch.allclose(plain, distorted)
+    # the elastic field is drawn after the affine parameters, so a zero-strength field reproduces the plain batch
+    zero = A.apply_theta(digits, A.params_to_theta(A.sample_params(len(digits), torch.Generator().manual_seed(3))),
+                         torch.zeros(len(digits), 28, 28, 2))
+    assert torch.allclose(zero, plain, atol=1e-6)
+
+
+def test_elastic_alone_moves_ink_but_keeps_it_on_average(digits):
+    out = A.augment_batch(digits, torch.Generator().manual_seed(0), A.AugmentSpec.from_names(("elastic",)))
+    assert not torch.allclose(out, digits)
+    ratio = out.sum((1, 2, 3)) / digits.sum((1, 2, 3))  # a zero-mean field compresses some strokes, stretches others
+    assert 0.9 < ratio.mean() < 1.1 and ratio.min() > 0.5

@@ -121,3 +121,28 @@ def test_device_selection_honours_override(monkeypatch):
     monkeypatch.setenv("MNIST_DEVICE", "cpu")
     assert engine.select_device() == torch.device("cpu")
     assert engine.select_device("meta") == torch.device("meta")
+
+
+def test_fine_tuning_starts_from_the_given_weights(train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    parent = engine.fit(SMALL.replace(epochs=1), train, test, device="cpu", progress=False)
+    weights = {k: v.clone() for k, v in parent.model.state_dict().items()}
+    frozen = SMALL.replace(name="child", epochs=1, lr=0.0, augment=(), init_from="small")  # lr 0: nothing moves
+    child = engine.fit(frozen, train, test, device="cpu", progress=False, init_weights=weights)
+    for k, v in child.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert child.history[0]["test_accuracy"] == parent.history[0]["test_accuracy"]
+    scratch = engine.fit(frozen, train, test, device="cpu", progress=False)  # no weights given: a random init
+    assert scratch.history[0]["test_accuracy"] < parent.history[0]["test_accuracy"]
+
+
+def test_checkpoints_written_before_a_config_field_existed_still_resume(tmp_path, train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    one = SMALL.replace(epochs=1)
+    engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
+    path = tmp_path / engine.CHECKPOINT
+    state = engine.load_checkpoint(path)
+    del state["config"]["init_from"]  # as written by an older version of RunConfig
+    engine.save_checkpoint(path, state)
+    resumed = engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
+    assert resumed.history == state["history"]  # nothing retrained

@@ -12,11 +12,19 @@ from mnist_utils.models import build_model
 
 def test_every_variant_builds_a_valid_config():
     for plan in ex.PLANS.values():
-        for variant in plan.variants + (ex.IMPROVED,):
+        for variant in plan.variants + (ex.IMPROVED, ex.CLEAN):
             cfg = ex.config_for(variant, 1, plan)
             assert cfg.seed == 1 and cfg.val_size == plan.val_size and cfg.name == f"{variant.name}-seed1"
             for key, value in variant.changes.items():
                 assert getattr(cfg, key) == value
+
+
+def test_clean_fine_tune_continues_the_improved_run_of_the_same_seed():
+    for plan in ex.PLANS.values():
+        cfg, parent = ex.config_for(ex.CLEAN, 2, plan), ex.config_for(ex.IMPROVED, 2, plan)
+        assert cfg.init_from == parent.name == "improved-seed2" and cfg.epochs == plan.finetune_epochs
+        assert cfg.augment == () and cfg.model == parent.model and cfg.lr < parent.lr
+        assert (cfg.train_size, cfg.val_size, cfg.seed) == (parent.train_size, parent.val_size, parent.seed)  # same split
 
 
 def test_full_profile_is_the_complete_multi_seed_study():
@@ -24,7 +32,7 @@ def test_full_profile_is_the_complete_multi_seed_study():
     assert len(full.seeds) >= 3 and len(full.final_seeds) >= 3 and full.epochs == RunConfig().epochs
     names = {v.name for v in full.variants}
     assert {"no_aug", "rotate_only", "crop_only", "translate_only", "reference", "dropout", "flips"} <= names
-    assert {"onecycle", "batchnorm", "third_conv", "strong_aug", "label_smoothing"} <= names
+    assert {"onecycle", "batchnorm", "third_conv", "strong_aug", "label_smoothing", "elastic"} <= names
 
 
 def test_summary_is_mean_and_sample_sd_in_percent():

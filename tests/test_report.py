@@ -195,7 +195,8 @@ def test_experiments_csv_switches_the_experiments_section_on(fake_env):
         "variant,description,group,profile,seeds,epochs,test_accuracy_mean,test_accuracy_sd,val_accuracy_mean,"
         "train_seconds_mean\n"
         "reference,the recipe,base,default,3,10,98.93,0.05,,300.2\n"
-        "lr_cosine,cosine schedule_x,lr,default,1,10,99.12,nan,,310\n")  # percentages, as experiments.py writes
+        "lr_cosine,cosine schedule_x,improvement,default,1,10,99.12,nan,,310\n"
+        "noisy_one,within the noise,improvement,default,3,10,98.96,0.2,,310\n")  # percentages, as experiments.py writes
     gen = report.generate()
     tex = _macros(rep)
     assert "\\experimentstrue" in tex and "\\experimentsfigurefalse" in tex
@@ -204,6 +205,8 @@ def test_experiments_csv_switches_the_experiments_section_on(fake_env):
     assert r"98.93 $\pm$ 0.05 & 300" in table  # percent as written; no validation column when it is empty
     assert "& 99.12 & 310" in table  # a single seed has no sd
     assert r"schedule\_x" in table and r"\midrule" in table  # escaped; a rule between groups
+    # only lr_cosine beats the reference by more than the larger sd (0.19 > 0.05); noisy_one's 0.03 is within 0.2
+    assert r"\newcommand{\ExpBeatReference}{lr\_cosine}" in tex
 
 
 def test_cli_prints_error_without_traceback(tmp_path, monkeypatch, capsys):
@@ -289,8 +292,17 @@ def test_experiment_detail_macros_format_the_final_study():
                      r"\newcommand{\ExpFlipSixNineFlips}{7.7}", r"\newcommand{\ExpEnsembleName}{improved-ensemble-tta}",
                      r"\experimentdetailtrue", r"\improvedsdtrue"]:
         assert expected in text
+    assert r"\cleanfinetunefalse" in text  # written before the clean fine-tune existed: its paragraph is left out
     absent = "\n".join(R.experiment_detail_macros(None))
-    assert r"\experimentdetailfalse" in absent and r"\newif\ifimprovedsd" in absent
+    assert r"\experimentdetailfalse" in absent and r"\newif\ifimprovedsd" in absent and r"\newif\ifcleanfinetune" in absent
+    detail["final"]["improved"]["val_accuracy_mean"] = 99.64
+    detail["final"]["clean"] = {"test_accuracy_mean": 99.712, "test_accuracy_sd": 0.031, "epochs": 17, "val_accuracy_mean": 99.7}
+    detail["final"]["chosen"] = "improved_clean"
+    text = "\n".join(R.experiment_detail_macros(detail))
+    for expected in [r"\cleanfinetunetrue", r"\newcommand{\ExpCleanMean}{99.71}", r"\newcommand{\ExpCleanEpochs}{2}",
+                     r"\newcommand{\ExpCleanVal}{99.70}", r"\newcommand{\ExpImprovedVal}{99.64}",
+                     r"\newcommand{\ExpChosen}{improved\_clean}"]:
+        assert expected in text
 
 
 def test_trust_tables_and_macros():
