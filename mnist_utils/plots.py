@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import torch
 
@@ -107,23 +108,27 @@ def class_distribution(train_counts: Sequence[int], test_counts: Sequence[int]) 
     return fig
 
 
-def accuracy_errorbars(rows: Sequence[dict], title: str) -> plt.Figure:
-    """Mean test accuracy ± sd per variant (horizontal), coloured by group, with the reference recipe as a line."""
+def error_errorbars(rows: Sequence[dict], title: str) -> plt.Figure:
+    """Mean test error ± sd per variant on a log axis (horizontal), coloured by group, the reference recipe as a line."""
     colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.4))
     y = np.arange(len(rows))[::-1]
     for yi, r in zip(y, rows):
         sd = r["test_accuracy_sd"]
-        ax.errorbar(r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
+        ax.errorbar(100 - r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
                     color=colors.get(r["group"], "k"))
     ref = next((r["test_accuracy_mean"] for r in rows if r["variant"] == "reference"), None)
     if ref is not None:
-        ax.axvline(ref, color="gray", ls="--", lw=1, label="reference recipe")
+        ax.axvline(100 - ref, color="gray", ls="--", lw=1, label="reference recipe")
+    ax.set_xscale("log")  # errors from a quarter of a percent (best) to several percent (flips) stay readable
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50]))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']})" for r in rows], fontsize=9)
-    ax.set(xlabel="test accuracy (%), mean ± sd over seeds", title=title)
+    ax.set(xlabel="test error (%) = 100 − accuracy; mean ± sd over seeds; log scale", title=title)
     for group, color in colors.items():
         ax.plot([], [], "o", color=color, label=group)
-    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="x", which="both", alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=4)
     fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     return fig
