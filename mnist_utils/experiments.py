@@ -50,8 +50,8 @@ IMPROVED = Variant(
 )
 CLEAN = Variant(
     "improved_clean", "final", "improved, then fine-tuned without augmentation (Adam 1e-4)",
-    {"model": "improved", "augment": (), "lr": 1e-4, "schedule": "constant", "label_smoothing": 0.1},
-    parent="improved",
+    dict(IMPROVED.changes, augment=(), lr=1e-4, schedule="constant"),
+    parent=IMPROVED.name,
 )
 """Augmentation makes the training digits more varied than the test digits (the crop only zooms in); a short
 fine-tune on the clean images, at a small learning rate, moves the model back to the distribution it is tested on."""
@@ -82,13 +82,18 @@ PLANS = {
 }
 
 
+def run_name(variant_name: str, seed: int) -> str:
+    """The run (checkpoint folder, metrics entry) of one variant and seed: ``improved-seed2``."""
+    return f"{variant_name}-seed{seed}"
+
+
 def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
     """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the training set)."""
     if variant.parent:
-        epochs, changes = plan.finetune_epochs, dict(variant.changes, init_from=f"{variant.parent}-seed{seed}")
+        epochs, changes = plan.finetune_epochs, dict(variant.changes, init_from=run_name(variant.parent, seed))
     else:
         epochs, changes = (plan.improved_epochs if variant.group == "final" else plan.epochs), variant.changes
-    base = RunConfig(name=f"{variant.name}-seed{seed}", seed=seed, epochs=epochs, train_size=plan.train_size,
+    base = RunConfig(name=run_name(variant.name, seed), seed=seed, epochs=epochs, train_size=plan.train_size,
                      test_size=plan.test_size, val_size=plan.val_size)
     return base.replace(**changes)
 
@@ -138,7 +143,7 @@ def run_study(plan: StudyPlan, cache: dict) -> list[dict]:
 
 def trained_model(variant: Variant, seed: int) -> torch.nn.Module:
     """The finished run of ``variant`` with ``seed``, loaded from its checkpoint."""
-    return load_model(paths.run_dir(f"{variant.name}-seed{seed}") / CHECKPOINT)[0]
+    return load_model(paths.run_dir(run_name(variant.name, seed)) / CHECKPOINT)[0]
 
 
 FLIP_CELLS = ((6, 9), (9, 6), (2, 5), (5, 2))
@@ -165,8 +170,9 @@ def final_study(plan: StudyPlan, cache: dict) -> dict:
     improved = run_variant(IMPROVED, plan.final_seeds, plan, cache)
     clean = [dict(c, train_seconds=c["train_seconds"] + i["train_seconds"], epochs=c["epochs"] + i["epochs"])
              for c, i in zip(run_variant(CLEAN, plan.final_seeds, plan, cache), improved)]  # counted with the parent's
-    val_mean = {v.name: statistics.mean(e["val_accuracy"] for e in es) for v, es in ((IMPROVED, improved), (CLEAN, clean))}
-    chosen, entries = (CLEAN, clean) if val_mean[CLEAN.name] > val_mean[IMPROVED.name] else (IMPROVED, improved)
+    improved_row, clean_row = summarise(IMPROVED, improved, plan), summarise(CLEAN, clean, plan)
+    use_clean = clean_row["val_accuracy_mean"] > improved_row["val_accuracy_mean"]
+    chosen, entries = (CLEAN, clean) if use_clean else (IMPROVED, improved)
     data = _data(config_for(IMPROVED, plan.final_seeds[0], plan), cache)  # val and test are the same for every seed
     models = [trained_model(chosen, seed) for seed in plan.final_seeds]
     val_plain = ensemble_log_probs([predict_log_probs(m, data.val.images) for m in models])
@@ -188,8 +194,7 @@ def final_study(plan: StudyPlan, cache: dict) -> dict:
         "val_accuracy_tta": accuracy(val_tta, data.val.labels),
     }
     record_metrics(name, entry)
-    return {"name": name, "chosen": chosen.name, "improved": summarise(IMPROVED, improved, plan),
-            "clean": summarise(CLEAN, clean, plan), "ensemble": entry}
+    return {"name": name, "chosen": chosen.name, "improved": improved_row, "clean": clean_row, "ensemble": entry}
 
 
 def ensemble_row(final: dict, plan: StudyPlan) -> dict:

@@ -383,7 +383,7 @@ def experiment_detail_macros(d: dict | None) -> list[str]:
         macro("ExpSeeds", fmt_int(len(d["seeds"]))),
         macro("ExpEpochs", fmt_int(d["epochs"])),
         macro("ExpImprovedMean", fmt_float(imp["test_accuracy_mean"], 2)),
-        macro("ExpImprovedSd", fmt_float(sd, 2) if sd == sd else "--"),
+        macro("ExpImprovedSd", _pct_or_dash(sd)),
         macro("ExpImprovedSeeds", fmt_int(imp["seeds"])),
         macro("ExpImprovedEpochs", fmt_int(imp["epochs"])),
         macro("ExpImprovedSeconds", fmt_float(imp["train_seconds_mean"], 0)),
@@ -400,10 +400,9 @@ def clean_macros(imp: dict, clean: dict | None, chosen: str) -> list[str]:
     """The fine-tune without augmentation against `improved`, on validation and test (flag ``cleanfinetune``)."""
     if clean is None:
         return flag("cleanfinetune", False)
-    sd = clean["test_accuracy_sd"]
     return flag("cleanfinetune", True) + [
         macro("ExpCleanMean", fmt_float(clean["test_accuracy_mean"], 2)),
-        macro("ExpCleanSd", fmt_float(sd, 2) if sd == sd else "--"),
+        macro("ExpCleanSd", _pct_or_dash(clean["test_accuracy_sd"])),
         macro("ExpCleanEpochs", fmt_int(clean["epochs"] - imp["epochs"])),
         macro("ExpCleanVal", fmt_float(clean["val_accuracy_mean"], 2)),
         macro("ExpImprovedVal", fmt_float(imp["val_accuracy_mean"], 2)),

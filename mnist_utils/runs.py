@@ -76,7 +76,8 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
         print(f"[runs] {ckpt} holds another config of run {config.name!r}; training afresh", file=sys.stderr)
         ckpt.unlink()
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    init = load_checkpoint(paths.run_dir(config.init_from) / CHECKPOINT)["model"] if config.init_from else None
+    fresh = not ckpt.is_file()  # a run with its own checkpoint resumes from it: its parent's weights are not needed
+    init = load_checkpoint(paths.run_dir(config.init_from) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
                  init_weights=init)
     test = evaluate(result.model, data.test)
