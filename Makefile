@@ -13,9 +13,10 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
+JOBS ?= 2
 
 
-.PHONY: help venv data data-repair run-all experiments test test-unit lab report bench predict export clean clean-data
+.PHONY: help venv data data-repair run-all experiments study-runs test test-unit lab report bench predict export clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +56,13 @@ nb/%: data ## (one notebook: make nb/04_training)
 	$(call papermill,notebooks/$*.ipynb)
 
 experiments: nb/06_experiments ## only the experiments notebook, e.g. `make experiments PROFILE=full` for the 3-seed study
+
+study-runs: data ## train the experiments' runs in JOBS=2 parallel 1-thread workers first, e.g. `make study-runs PROFILE=full`
+	@set -o pipefail; pids=(); start=$$(date +%s); \
+	for k in $$(seq 0 $$(( $(JOBS) - 1 ))); do \
+	  ( MNIST_PROGRESS=0 $(PY) -m mnist_utils train --profile $(PROFILE) --worker $$k/$(JOBS) --threads 1 | sed -u "s/^/[worker $$k] /" ) & pids+=($$!); \
+	done; fail=0; for p in "$${pids[@]}"; do wait $$p || fail=1; done; \
+	echo "   study runs done in $$(( $$(date +%s) - start )) s"; exit $$fail
 
 test: data ## every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	rm -rf $(TEST_OUT)

@@ -1,6 +1,7 @@
 """The study beyond the reference: ablations, single improvements, the combined `improved` model, ensemble and TTA."""
 from __future__ import annotations
 
+import argparse
 import statistics
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ import torch
 
 from . import paths
 from .calibration import shift_images
-from .config import REFERENCE_AUGMENT, RunConfig
+from .config import PROFILES, REFERENCE_AUGMENT, RunConfig
 from .engine import CHECKPOINT, load_model, predict_log_probs, predict_log_probs_unit
 from .metrics import confusion_matrix
 from .runs import RunData, load_run_data, record_metrics, train_run
@@ -77,7 +78,7 @@ PLANS = {
     "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), train_size=2000,
                        test_size=2000, val_size=500),
     "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=3, final_seeds=(0, 1)),
-    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=(0, 1, 2, 3, 4),
+    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=tuple(range(10)),
                        finetune_epochs=2),
 }
 
@@ -232,3 +233,56 @@ def accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
 def sd(values: list[float]) -> float:
     """Sample standard deviation (nan for fewer than two values)."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+VARIANTS = {v.name: v for v in ABLATIONS + IMPROVEMENTS + (IMPROVED, CLEAN)}
+
+
+def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):
+    """Every (variant, seed) run of the plan, longest first: the final models, then the ablations and improvements.
+
+    A fine-tune's job trains its parent of the same seed too, so a worker never waits for another's run."""
+    variants = variants if variants is not None else (CLEAN,) + plan.variants
+    return [(v, s) for v in variants for s in (seeds or (plan.final_seeds if v.group == "final" else plan.seeds))]
+
+
+def parse_worker(text: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N): this process is worker K (0-based) of N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--worker wants K/N, e.g. 0/2, not {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--worker {text}: K must be 0..N-1")
+    return k, n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mnist_utils train`: train study runs ahead of the notebook, e.g. in parallel 1-thread workers."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_utils train",
+        description="Train (or resume) the runs of the experiments notebook under a profile's plan; the notebook then "
+        "reuses every finished run. On 2 cores, two workers with --threads 1 (--worker 0/2 and 1/2) finish the study "
+        "sooner than one 2-thread process (`make study-runs` starts them).")
+    parser.add_argument("variants", nargs="*", metavar="VARIANT",
+                        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); default: all of the plan")
+    parser.add_argument("--profile", default="full", choices=PROFILES)
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the plan's seeds (final_seeds for final variants)")
+    parser.add_argument("--worker", type=parse_worker, default=(0, 1), metavar="K/N",
+                        help="train only every N-th run, starting at the K-th (0-based)")
+    parser.add_argument("--threads", type=int, help="torch threads for this process (default: torch's choice)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plan, cache, (k, n) = PLANS[args.profile], {}, args.worker
+    variants = tuple(VARIANTS[name] for name in args.variants) or None
+    for variant, seed in study_jobs(plan, variants, tuple(args.seeds or ()))[k::n]:
+        if variant.parent:
+            run_variant(VARIANTS[variant.parent], (seed,), plan, cache)
+        entry = run_variant(variant, (seed,), plan, cache)[0]
+        print(f"{entry['run']}: val {100 * entry.get('val_accuracy', float('nan')):.2f} %, {entry['train_seconds']:.0f} s",
+              flush=True)
+    return 0

@@ -1,9 +1,11 @@
 """One named run end to end: load its data, train (or resume), test once, and record history and metrics in artifacts/."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +62,21 @@ def read_metrics() -> dict:
     return read_json(paths.metrics_path(), {})
 
 
+@contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path``'s lock file: parallel workers then never drop each other's entries."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def record_metrics(name: str, entry: dict) -> None:
-    """Add or replace one run's entry in ``artifacts/metrics.json``."""
-    metrics = read_metrics()
-    metrics[name] = entry
-    write_json(paths.metrics_path(), metrics)
+    """Add or replace one run's entry in ``artifacts/metrics.json`` (safe with several training processes)."""
+    with _locked(paths.metrics_path()):
+        metrics = read_metrics()
+        metrics[name] = entry
+        write_json(paths.metrics_path(), metrics)
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:

@@ -58,3 +58,39 @@ def test_tta_without_shifts_equals_plain_prediction(test_split):
     plain = engine.predict_log_probs(model, images, channels_last=False)
     assert torch.allclose(ex.tta_log_probs(model, images, shifts=((0, 0),)), plain, atol=1e-5)
     assert ex.tta_log_probs(model, images).shape == (50, 10)
+
+
+def test_train_command_trains_the_parent_then_its_fine_tune_and_reuses_them(tmp_path, monkeypatch, data_root, capsys):
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
+    from mnist_utils.runs import read_metrics
+
+    assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0
+    metrics = read_metrics()
+    assert set(metrics) == {"improved-seed1", "improved_clean-seed1"}
+    assert metrics["improved_clean-seed1"]["config"]["init_from"] == "improved-seed1"
+    assert metrics["improved-seed1"]["train_images"] == 2000 and "val_accuracy" in metrics["improved-seed1"]
+    first = capsys.readouterr().out
+    assert "improved_clean-seed1: val" in first and "test" not in first  # workers print validation only
+    assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0  # finished runs are reused, same result
+    assert read_metrics()["improved_clean-seed1"]["test_accuracy"] == metrics["improved_clean-seed1"]["test_accuracy"]
+
+
+def test_workers_split_the_study_into_disjoint_shares_that_cover_every_run():
+    plan = ex.PLANS["full"]
+    jobs = [(v.name, seed) for v, seed in ex.study_jobs(plan)]
+    assert len(jobs) == len(set(jobs)) == len(plan.final_seeds) + len(plan.variants) * len(plan.seeds)
+    assert jobs[0] == (ex.CLEAN.name, plan.final_seeds[0])  # the longest runs first
+    shares = [jobs[k::2] for k in range(2)]
+    assert not set(shares[0]) & set(shares[1]) and len(shares[0]) + len(shares[1]) == len(jobs)
+    assert ex.study_jobs(plan, (ex.IMPROVED,), (7,)) == [(ex.IMPROVED, 7)]
+
+
+def test_worker_option_is_k_of_n():
+    import argparse
+
+    import pytest
+
+    assert ex.parse_worker("1/2") == (1, 2)
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            ex.parse_worker(bad)

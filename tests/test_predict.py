@@ -203,7 +203,7 @@ def test_cli_all_good_exits_0(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_unknown_command_prints_usage_and_exits_2(capsys):
-    assert cli_main(["train"]) == 2
-    assert "unknown command 'train'" in capsys.readouterr().err
+    assert cli_main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
     assert cli_main([]) == 2
     assert "predict" in capsys.readouterr().err
