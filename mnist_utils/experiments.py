@@ -57,6 +57,9 @@ CLEAN = Variant(
 """Augmentation makes the training digits more varied than the test digits (the crop only zooms in); a short
 fine-tune on the clean images, at a small learning rate, moves the model back to the distribution it is tested on."""
 
+VARIANTS = {v.name: v for v in ABLATIONS + IMPROVEMENTS + (IMPROVED, CLEAN)}
+"""Every variant of the study by name."""
+
 
 @dataclass(frozen=True)
 class StudyPlan:
@@ -155,7 +158,7 @@ def flip_confusion(plan: StudyPlan, cache: dict) -> dict[str, dict[str, float]]:
     """Mean test-set count over seeds of each FLIP_CELLS cell, for the reference recipe and for + flips."""
     out = {}
     for name in ("reference", "flips"):
-        variant = next(v for v in ABLATIONS if v.name == name)
+        variant = VARIANTS[name]
         counts = []
         for seed in plan.seeds:
             test = _data(config_for(variant, seed, plan), cache).test
@@ -235,9 +238,6 @@ def sd(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
-VARIANTS = {v.name: v for v in ABLATIONS + IMPROVEMENTS + (IMPROVED, CLEAN)}
-
-
 def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):
     """Every (variant, seed) run of the plan, longest first: the final models, then the ablations and improvements.
 
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     plan, cache, (k, n) = PLANS[args.profile], {}, args.worker
     variants = tuple(VARIANTS[name] for name in args.variants) or None
-    for variant, seed in study_jobs(plan, variants, tuple(args.seeds or ()))[k::n]:
+    for variant, seed in study_jobs(plan, variants, tuple(args.seeds) if args.seeds else None)[k::n]:
         if variant.parent:
             run_variant(VARIANTS[variant.parent], (seed,), plan, cache)
         entry = run_variant(variant, (seed,), plan, cache)[0]
