@@ -145,9 +145,9 @@ def run_study(plan: StudyPlan, cache: dict) -> list[dict]:
     return [summarise(v, run_variant(v, plan.seeds, plan, cache), plan) for v in plan.variants]
 
 
-def trained_model(variant: Variant, seed: int) -> torch.nn.Module:
-    """The finished run of ``variant`` with ``seed``, loaded from its checkpoint."""
-    return load_model(paths.run_dir(run_name(variant.name, seed)) / CHECKPOINT)[0]
+def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
+    """The finished run of ``variant`` with ``seed`` under ``profile``, loaded from its checkpoint."""
+    return load_model(paths.run_dir(run_name(variant.name, seed), profile) / CHECKPOINT)[0]
 
 
 FLIP_CELLS = ((6, 9), (9, 6), (2, 5), (5, 2))
@@ -162,7 +162,7 @@ def flip_confusion(plan: StudyPlan, cache: dict) -> dict[str, dict[str, float]]:
         counts = []
         for seed in plan.seeds:
             test = _data(config_for(variant, seed, plan), cache).test
-            cm = confusion_matrix(test.labels, predict_log_probs(trained_model(variant, seed), test.images).argmax(1))
+            cm = confusion_matrix(test.labels, predict_log_probs(trained_model(variant, seed, plan.profile), test.images).argmax(1))
             counts.append({f"{a}->{b}": int(cm[a, b]) for a, b in FLIP_CELLS})
         out[name] = {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
     return out
@@ -178,7 +178,7 @@ def final_study(plan: StudyPlan, cache: dict) -> dict:
     use_clean = clean_row["val_accuracy_mean"] > improved_row["val_accuracy_mean"]
     chosen, entries = (CLEAN, clean) if use_clean else (IMPROVED, improved)
     data = _data(config_for(IMPROVED, plan.final_seeds[0], plan), cache)  # val and test are the same for every seed
-    models = [trained_model(chosen, seed) for seed in plan.final_seeds]
+    models = [trained_model(chosen, seed, plan.profile) for seed in plan.final_seeds]
     val_plain = ensemble_log_probs([predict_log_probs(m, data.val.images) for m in models])
     val_tta = ensemble_log_probs([tta_log_probs(m, data.val.images) for m in models])
     use_tta = accuracy(val_tta, data.val.labels) > accuracy(val_plain, data.val.labels)

@@ -49,11 +49,16 @@ def generated_dir() -> Path:
     return report_dir() / "generated"
 
 
-def metrics_path() -> Path:
-    """JSON file with one entry per run name."""
-    return artifacts_dir() / "metrics.json"
+def profile_dir(profile: str) -> Path:
+    """Every run trained under one profile: runs of different profiles never share a checkpoint path."""
+    return artifacts_dir() / "runs" / profile
 
 
-def run_dir(name: str) -> Path:
-    """Folder for one run's checkpoint and history."""
-    return artifacts_dir() / "runs" / name
+def metrics_path(profile: str) -> Path:
+    """JSON file with one entry per run name of ``profile``."""
+    return profile_dir(profile) / "metrics.json"
+
+
+def run_dir(name: str, profile: str) -> Path:
+    """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>``."""
+    return profile_dir(profile) / name

@@ -36,7 +36,7 @@ class PredictError(ValueError):
 
 def default_checkpoint() -> Path:
     """The reference run's checkpoint (written by `make run-all`)."""
-    return paths.run_dir("reference") / engine.CHECKPOINT
+    return paths.run_dir("reference", "default") / engine.CHECKPOINT
 
 
 def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:

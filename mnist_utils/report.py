@@ -47,8 +47,6 @@ FIGURES = {
 ARTIFACTS = {
     "data_stats.json": "01_data_exploration",
     "model_table.json": "03_model",
-    "metrics.json": "04_training",
-    f"runs/{RUN}/history.json": "04_training",
     "analysis.json": "05_analysis",
 }
 """Required artifact (relative to artifacts_dir()) → the notebook that writes it."""
@@ -136,9 +134,18 @@ def flag(name: str, on: bool) -> list[str]:
 # --------------------------------------------------------------------------- reading inputs
 
 
+def report_profile(artifacts: Path) -> str:
+    """The profile the pipeline last ran (analysis.json says): its reference run is the one the report describes."""
+    analysis = artifacts / "analysis.json"
+    return _load_json(analysis).get("profile", "default") if analysis.is_file() else "default"
+
+
 def required_paths(artifacts: Path, figures: Path) -> list[tuple[Path, str]]:
     """Every required input file with the notebook that writes it."""
     files = [(artifacts / rel, nb) for rel, nb in ARTIFACTS.items()]
+    profile = report_profile(artifacts)
+    files += [(artifacts / "runs" / profile / "metrics.json", "04_training"),
+              (artifacts / "runs" / profile / RUN / "history.json", "04_training")]
     files += [(figures / f"{name}.pdf", nb) for name, nb in FIGURES.items()]
     return files
 
@@ -149,7 +156,7 @@ def missing_inputs(artifacts: Path | None = None, figures: Path | None = None) -
     figures = figures or paths.figures_dir()
     lines = [f"{path} (written by notebooks/{nb}.ipynb)" for path, nb in required_paths(artifacts, figures)
              if not path.is_file()]
-    metrics = artifacts / "metrics.json"
+    metrics = artifacts / "runs" / report_profile(artifacts) / "metrics.json"
     if metrics.is_file() and RUN not in _load_json(metrics):
         lines.append(f"{metrics} has no {RUN!r} entry (written by notebooks/04_training.ipynb)")
     return lines
@@ -189,12 +196,13 @@ def load_inputs(artifacts: Path | None = None, figures: Path | None = None) -> I
     if missing:
         raise ReportError("the report needs inputs that are missing; run `" + FIX + "` to produce them:\n  - "
                           + "\n  - ".join(missing))
+    profile = report_profile(artifacts)
     inputs = Inputs(
-        metrics=_load_json(artifacts / "metrics.json")[RUN],
+        metrics=_load_json(artifacts / "runs" / profile / "metrics.json")[RUN],
         data_stats=_load_json(artifacts / "data_stats.json"),
         model_table=_load_json(artifacts / "model_table.json"),
         analysis=_load_json(artifacts / "analysis.json"),
-        history=_load_json(artifacts / "runs" / RUN / "history.json"),
+        history=_load_json(artifacts / "runs" / profile / RUN / "history.json"),
         bench=_load_json(artifacts / "bench.json") if (artifacts / "bench.json").is_file() else None,
         experiments=read_experiments(artifacts / "experiments.csv"),
         experiments_figure=(figures / "experiments.pdf").is_file(),

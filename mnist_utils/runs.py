@@ -1,15 +1,13 @@
 """One named run end to end: load its data, train (or resume), test once, and record history and metrics in artifacts/."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from . import paths
 from .config import RunConfig
@@ -57,39 +55,37 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def read_metrics() -> dict:
-    """All recorded runs: ``{run name: metrics}``."""
-    return read_json(paths.metrics_path(), {})
+class RunConflictError(RuntimeError):
+    """A run name already holds a checkpoint of another config; nothing was overwritten."""
 
 
-@contextmanager
-def _locked(path: Path):
-    """Hold an exclusive lock on ``path``'s lock file: parallel workers then never drop each other's entries."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def read_metrics(profile: str) -> dict:
+    """All recorded runs of ``profile``: ``{run name: metrics}``."""
+    return read_json(paths.metrics_path(profile), {})
 
 
 def record_metrics(name: str, entry: dict) -> None:
-    """Add or replace one run's entry in ``artifacts/metrics.json`` (safe with several training processes)."""
-    with _locked(paths.metrics_path()):
-        metrics = read_metrics()
+    """Add or replace one run's entry in the metrics.json of its profile (a file lock keeps parallel writers safe)."""
+    path = paths.metrics_path(entry["profile"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):
+        metrics = read_metrics(entry["profile"])
         metrics[name] = entry
-        write_json(paths.metrics_path(), metrics)
+        write_json(path, metrics)
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
     """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
     data = data if data is not None else load_run_data(config)
-    run_dir = paths.run_dir(config.name)
+    run_dir = paths.run_dir(config.name, profile)
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file() and RunConfig.from_dict(load_checkpoint(ckpt)["config"]) != config:
-        print(f"[runs] {ckpt} holds another config of run {config.name!r}; training afresh", file=sys.stderr)
-        ckpt.unlink()
+        raise RunConflictError(
+            f"{ckpt} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {run_dir}`, "
+            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
     fresh = not ckpt.is_file()  # a run with its own checkpoint resumes from it: its parent's weights are not needed
-    init = load_checkpoint(paths.run_dir(config.init_from) / CHECKPOINT)["model"] if config.init_from and fresh else None
+    init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
                  init_weights=init)
     test = evaluate(result.model, data.test)
@@ -113,9 +109,9 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
     return entry
 
 
-def history(name: str) -> list[dict]:
+def history(name: str, profile: str) -> list[dict]:
     """The per-epoch history written by :func:`train_run`."""
-    path = paths.run_dir(name) / "history.json"
+    path = paths.run_dir(name, profile) / "history.json"
     if not path.is_file():
         raise FileNotFoundError(f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make run-all`).")
     return read_json(path, [])

@@ -65,14 +65,14 @@ def test_train_command_trains_the_parent_then_its_fine_tune_and_reuses_them(tmp_
     from mnist_utils.runs import read_metrics
 
     assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0
-    metrics = read_metrics()
+    metrics = read_metrics("quick")
     assert set(metrics) == {"improved-seed1", "improved_clean-seed1"}
     assert metrics["improved_clean-seed1"]["config"]["init_from"] == "improved-seed1"
     assert metrics["improved-seed1"]["train_images"] == 2000 and "val_accuracy" in metrics["improved-seed1"]
     first = capsys.readouterr().out
     assert "improved_clean-seed1: val" in first and "test" not in first  # workers print validation only
     assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0  # finished runs are reused, same result
-    assert read_metrics()["improved_clean-seed1"]["test_accuracy"] == metrics["improved_clean-seed1"]["test_accuracy"]
+    assert read_metrics("quick")["improved_clean-seed1"]["test_accuracy"] == metrics["improved_clean-seed1"]["test_accuracy"]
 
 
 def test_workers_split_the_study_into_disjoint_shares_that_cover_every_run():

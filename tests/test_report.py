@@ -52,7 +52,7 @@ def fake_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(art))
     monkeypatch.setenv("MNIST_REPORT_DIR", str(rep))
     accuracy = 0.987654
-    _write(art / "metrics.json", {"reference": {
+    _write(art / "runs" / "default" / "metrics.json", {"reference": {
         "test_accuracy": accuracy, "test_loss": 0.0412345, "epochs": 10, "seed": 7, "train_seconds": 1234.56,
         "profile": "default", "train_images": 60000, "test_images": 10000, "device": "cpu", "threads": 2,
         "config": {"lr": 0.001, "batch_size": 64, "schedule": "constant", "augment": ["rotate", "crop"]},
@@ -62,7 +62,7 @@ def fake_env(tmp_path, monkeypatch):
                                      "test_counts": [1000] * 10})
     _write(art / "model_table.json", {"rows": _layer_rows(), "total_parameters": 1234887})
     _write(art / "analysis.json", _analysis(accuracy, "default"))
-    _write(art / "runs" / "reference" / "history.json", [
+    _write(art / "runs" / "default" / "reference" / "history.json", [
         {"epoch": 1, "train_loss": 0.5, "test_loss": 0.1, "test_accuracy": 0.97, "epoch_seconds": 100.0, "lr": 1e-3},
         {"epoch": 2, "train_loss": 0.25, "test_loss": 0.05, "test_accuracy": 0.98, "epoch_seconds": 110.0, "lr": 1e-3},
     ])
@@ -154,12 +154,12 @@ def test_one_missing_file_is_named_alone(fake_env):
 
 def test_metrics_without_reference_entry(fake_env):
     art, _ = fake_env
-    _write(art / "metrics.json", {"other": {}})
+    _write(art / "runs" / "default" / "metrics.json", {"other": {}})
     with pytest.raises(report.ReportError, match="no 'reference' entry"):
         report.generate()
 
 
-@pytest.mark.parametrize("rel, content", [("runs/reference/history.json", []),
+@pytest.mark.parametrize("rel, content", [("runs/default/reference/history.json", []),
                                           ("data_stats.json", {"train_images": 1})])
 def test_malformed_artifact_is_named(fake_env, rel, content):
     art, _ = fake_env
@@ -172,7 +172,7 @@ def test_malformed_artifact_is_named(fake_env, rel, content):
 def test_stale_analysis_is_refused(fake_env):
     art, _ = fake_env
     _write(art / "analysis.json", _analysis(0.5, "quick"))
-    with pytest.raises(report.ReportError, match="05_analysis"):
+    with pytest.raises(report.ReportError, match="0[45]_"):
         report.generate()
 
 
@@ -267,7 +267,8 @@ def test_pdf_report_end_to_end(tmp_path, monkeypatch):
     for title in ("Introduction", "Data preparation and augmentation", "CNN architecture",
                   "Training and evaluation", "Analysis", "Training speed", "Experiments", "Conclusion"):
         assert title in text, title
-    reference = json.loads((artifacts / "metrics.json").read_text())["reference"]
+    profile = json.loads((artifacts / "analysis.json").read_text())["profile"]
+    reference = json.loads((artifacts / "runs" / profile / "metrics.json").read_text())["reference"]
     accuracy = f"{100 * reference['test_accuracy']:.2f}"
     assert re.search(rf"test accuracy of {re.escape(accuracy)} ?%", text), f"{accuracy} % not in the PDF"
     assert f"{reference['profile']} profile" in text

@@ -8,7 +8,7 @@ from mnist_utils import runs
 
 def _write_entries(worker: int, count: int) -> None:
     for i in range(count):
-        runs.record_metrics(f"w{worker}-run{i}", {"test_accuracy": i / count, "worker": worker})
+        runs.record_metrics(f"w{worker}-run{i}", {"test_accuracy": i / count, "worker": worker, "profile": "quick"})
 
 
 def test_parallel_workers_never_drop_each_others_entries(tmp_path, monkeypatch):
@@ -20,6 +20,6 @@ def test_parallel_workers_never_drop_each_others_entries(tmp_path, monkeypatch):
     for p in workers:
         p.join(timeout=60)
         assert p.exitcode == 0
-    metrics = runs.read_metrics()
+    metrics = runs.read_metrics("quick")
     assert len(metrics) == 4 * 40
-    assert metrics["w3-run39"] == {"test_accuracy": 39 / 40, "worker": 3}
+    assert metrics["w3-run39"] == {"test_accuracy": 39 / 40, "worker": 3, "profile": "quick"}
