@@ -31,7 +31,7 @@ class AugmentSpec:
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
 
     @classmethod
-    def from_names(cls, names: tuple[str, ...]) -> "AugmentSpec":
+    def from_names(cls, names: tuple[str, ...]) -> AugmentSpec:
         """Build a spec from config names: rotate, crop, translate, flip, strong, elastic."""
         unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong", "elastic"}
         if unknown:
@@ -175,9 +175,9 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFER
     return apply_theta(x, theta.to(device=x.device, dtype=x.dtype), field)  # MPS has no float64
 
 
-def to_input(images_u8: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """uint8 [N, 28, 28] → normalised float [N, 1, 28, 28]."""
-    return normalize(images_u8.unsqueeze(1).to(torch.float32) / 255.0, mean, std)
+def to_unit(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] → float32 [N, 1, 28, 28] in [0, 1]: the one conversion of stored images to model inputs."""
+    return images_u8.unsqueeze(1).to(torch.float32).div_(255.0)
 
 
 def normalize(x: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:

@@ -2,19 +2,17 @@
 scaling), robustness to rotation, translation and noise, and input-gradient saliency maps."""
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .augment import apply_theta, normalize, params_to_theta
+from .augment import apply_theta, normalize, params_to_theta, to_unit
 from .config import RunConfig
 from .data import Split
-from .engine import predict_log_probs_unit, prepare_batch
+from .engine import predict_log_probs_unit
 from .runs import VAL_SPLIT_SEED, load_run_data
 
 SIZE = 28
@@ -28,56 +26,6 @@ UNITS = {"rotation": "degrees, alternately counter-clockwise and clockwise by im
 
 
 # --------------------------------------------------------------------------------------------------- calibration
-
-
-def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, np.ndarray]:
-    """Per equal-width confidence bin (i/n, (i+1)/n]: mean confidence, accuracy (nan when empty), count, and the edges."""
-    conf, pred = probs.detach().to(torch.float64).max(1)
-    correct = (pred == labels).to(torch.float64)
-    idx = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
-    count = torch.bincount(idx, minlength=n_bins).to(torch.float64)
-    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
-    correct_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, correct)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "confidence": (conf_sum / count).numpy(),
-            "accuracy": (correct_sum / count).numpy(),
-            "count": count.long().numpy(),
-            "edges": np.linspace(0.0, 1.0, n_bins + 1),
-        }
-
-
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE: the count-weighted mean over equal-width confidence bins of |accuracy − mean confidence| (a fraction)."""
-    bins = reliability_bins(probs, labels, n_bins)
-    full = bins["count"] > 0
-    gaps = np.abs(bins["accuracy"][full] - bins["confidence"][full])
-    return float((gaps * bins["count"][full]).sum() / bins["count"].sum())
-
-
-def negative_log_likelihood(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean NLL of the true labels (the test loss of the other notebooks)."""
-    return F.nll_loss(log_probs.to(torch.float64), labels).item()
-
-
-def apply_temperature(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log softmax(log_probs / T): the same ranking, softer (T > 1) or sharper (T < 1) probabilities."""
-    return torch.log_softmax(log_probs / temperature, dim=1)
-
-
-def fit_temperature(log_probs_or_logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
-    """The scalar T > 0 minimising the NLL of softmax(z / T), by a bounded 1-D search over log T."""
-    from scipy.optimize import minimize_scalar
-
-    z = log_probs_or_logits.detach().to(torch.float64).cpu()
-    y = labels.cpu()
-
-    def nll(log_t: float) -> float:
-        return F.cross_entropy(z / math.exp(log_t), y).item()
-
-    result = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
-                             options={"xatol": 1e-6})
-    return float(math.exp(result.x))
 
 
 def split_halves(split: Split, seed: int = VAL_SPLIT_SEED) -> tuple[Split, Split]:
@@ -98,28 +46,13 @@ def calibration_splits(config: RunConfig, test: Split) -> tuple[Split, Split, di
                            "fit_images": len(fit), "eval_images": len(evaluate)}
 
 
-def calibration_summary(fit_log_probs: torch.Tensor, fit_labels: torch.Tensor, eval_log_probs: torch.Tensor,
-                        eval_labels: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
-    """Fit T on one set; ECE, NLL and accuracy before and after scaling on another."""
-    t = fit_temperature(fit_log_probs, fit_labels)
-    scaled = apply_temperature(eval_log_probs, t)
-    return {
-        "temperature": t,
-        "ece_before": expected_calibration_error(eval_log_probs.exp(), eval_labels, n_bins),
-        "ece_after": expected_calibration_error(scaled.exp(), eval_labels, n_bins),
-        "nll_before": negative_log_likelihood(eval_log_probs, eval_labels),
-        "nll_after": negative_log_likelihood(scaled, eval_labels),
-        "accuracy": (eval_log_probs.argmax(1) == eval_labels).double().mean().item(),
-    }
-
-
 # --------------------------------------------------------------------------------------------------- perturbations
 
 
 def as_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on the CPU; a float [N, 1, 28, 28] batch is returned as is."""
     if images.dtype == torch.uint8:
-        return prepare_batch(images, torch.device("cpu"), False)
+        return to_unit(images.cpu())
     if images.dim() != 4:
         raise ValueError(f"float images must be [N, 1, 28, 28] in [0, 1], got shape {tuple(images.shape)}")
     return images
@@ -254,7 +187,8 @@ def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torc
 
 
 def reliability_figure(results: dict[str, dict], n_bins: int = 15, min_count: int = 10) -> plt.Figure:
-    """Per model (its ``log_probs``, ``labels``, ``temperature``, ``ece_*``): reliability curves over counts per bin."""
+    """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``, ``ece_*``, ``eval_split``):
+    reliability curves over counts per bin."""
     names = list(results)
     fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
@@ -263,16 +197,15 @@ def reliability_figure(results: dict[str, dict], n_bins: int = 15, min_count: in
         r = results[name]
         top, bottom = axes[0][col], axes[1][col]
         top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
-        curves = ((r["log_probs"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
-                  (apply_temperature(r["log_probs"], r["temperature"]), f"after, T = {r['temperature']:.2f}",
-                   f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
-        for i, (log_probs, label, ece, colour, marker) in enumerate(curves):
-            b = reliability_bins(log_probs.exp(), r["labels"], n_bins)
-            full = b["count"] >= min_count
-            top.plot(b["confidence"][full], b["accuracy"][full], marker=marker, color=colour, label=f"{label} {ece}",
+        curves = ((r["before"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
+                  (r["after"], f"after, T = {r['temperature']:.2f}", f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        for i, ((count, confidence, accuracy), label, ece, colour, marker) in enumerate(curves):
+            full = (count >= min_count).numpy()
+            top.plot(confidence.numpy()[full], accuracy.numpy()[full], marker=marker, color=colour, label=f"{label} {ece}",
                      lw=1.2, ms=5)
-            bottom.bar(b["edges"][:-1] + width * (0.275 + 0.45 * i), b["count"], width=width * 0.45, color=colour, label=label)
-        evaluated = r.get("eval_split", f"{len(r['labels']):,} images")
+            bottom.bar(edges[:-1] + width * (0.275 + 0.45 * i), count.numpy(), width=width * 0.45, color=colour, label=label)
+        evaluated = r["eval_split"]
         top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
                 title=f"{name}\nevaluated on {evaluated}")
         top.legend(fontsize=8, loc="lower right")
@@ -289,7 +222,7 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance level dotted."""
     kinds = [k for k in KINDS if any(k in c for c in curves.values())]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    for ax, kind in zip(axes[0], kinds, strict=False):
         for i, (name, per_kind) in enumerate(curves.items()):
             rows = per_kind.get(kind, [])
             ax.plot([r["level"] for r in rows], [100 * r["accuracy"] for r in rows], marker="os^"[i % 3], label=name)

@@ -21,8 +21,7 @@ class RunConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
-    schedule: str = "constant"  # constant | onecycle | cosine
-    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | onecycle
     augment: tuple[str, ...] = REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong, elastic
     dropout: float = 0.0
     label_smoothing: float = 0.0
@@ -33,7 +32,7 @@ class RunConfig:
     channels_last: bool = True
     init_from: str | None = None  # fine-tune: start from the final weights of this run instead of a random init
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -44,7 +43,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["augment"] = tuple(d.get("augment", ()))
@@ -59,10 +58,15 @@ def profile_from_env(default: str = "default") -> str:
     return profile
 
 
+QUICK = {"train_size": 2000, "test_size": 2000, "val_size": 500}
+"""The quick profile's subset sizes (real images, one epoch): what `make test` runs every notebook with."""
+
+
 def for_profile(config: RunConfig, profile: str) -> RunConfig:
-    """Shrink a config for the quick profile (2,000 real training images, 1 epoch, 2,000 test images)."""
+    """Shrink a config for the quick profile (:data:`QUICK` images, 1 epoch); other profiles keep it whole."""
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
     if profile == "quick":
-        return config.replace(epochs=1, train_size=2000, test_size=2000, val_size=min(config.val_size, 500))
+        return config.replace(epochs=1, train_size=QUICK["train_size"], test_size=QUICK["test_size"],
+                              val_size=min(config.val_size, QUICK["val_size"]))
     return config

@@ -8,9 +8,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -216,7 +216,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Split":
+    def subset(self, n: int | None, seed: int = 0) -> Split:
         """A random subset of ``n`` images (all of them when ``n`` is None)."""
         if n is None or n >= len(self):
             return self
@@ -224,7 +224,7 @@ class Split:
         idx = torch.randperm(len(self), generator=g)[:n]
         return Split(self.images[idx], self.labels[idx])
 
-    def split_off(self, n_holdout: int, seed: int = 0) -> tuple["Split", "Split"]:
+    def split_off(self, n_holdout: int, seed: int = 0) -> tuple[Split, Split]:
         """Split into (rest, holdout) with ``n_holdout`` random images held out."""
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)

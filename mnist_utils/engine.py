@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .augment import AugmentSpec, augment_batch, normalize
+from .augment import AugmentSpec, augment_batch, normalize, to_unit
 from .config import RunConfig
 from .data import Split
 from .models import build_model
@@ -23,6 +23,10 @@ CHECKPOINT = "checkpoint.pt"
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, damaged or belongs to another run."""
+
+
+class RunConflictError(CheckpointError):
+    """A run folder holds a checkpoint of another config; it is kept, never overwritten."""
 
 
 class Interrupted(RuntimeError):
@@ -54,17 +58,14 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def nll_with_smoothing(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Mean NLLLoss on log-probabilities, optionally label-smoothed: (1-ε)·NLL + ε·mean(−log p)."""
-    loss = F.nll_loss(log_probs, target)
-    if smoothing > 0:
-        loss = (1 - smoothing) * loss - smoothing * log_probs.mean(dim=1).mean()
-    return loss
+def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed cross-entropy."""
+    return F.nll_loss(log_probs, target) if smoothing == 0 else F.cross_entropy(log_probs, target, label_smoothing=smoothing)
 
 
 def prepare_batch(images_u8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on ``device``."""
-    x = images_u8.to(device, non_blocking=True).unsqueeze(1).to(torch.float32).div_(255.0)
+    x = to_unit(images_u8.to(device, non_blocking=True))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -97,22 +98,14 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str
 
 
 def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
-    """Adam (fused where supported) or AdamW with weight decay, and the configured learning-rate schedule."""
-    kwargs = {"lr": config.lr}
-    if config.weight_decay:
-        opt = torch.optim.AdamW(model.parameters(), weight_decay=config.weight_decay, **kwargs)
-    else:
-        opt = torch.optim.Adam(model.parameters(), fused=True, **kwargs)
-    total = config.epochs * steps_per_epoch
+    """Fused Adam and the configured learning-rate schedule (constant or OneCycle)."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     if config.schedule == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    elif config.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
-    elif config.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0))))
-    else:
-        raise ValueError(f"unknown schedule {config.schedule!r}: use constant, onecycle or cosine")
-    return opt, sched
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if config.schedule == "onecycle":
+        total = config.epochs * steps_per_epoch
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+    raise ValueError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -158,13 +151,43 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Modul
     return model, config, state
 
 
+def training_state(config: RunConfig, history: list[dict], model: nn.Module, optimizer, g: torch.Generator,
+                   scheduler=None) -> dict:
+    """Everything a run needs to continue exactly where it stopped: weights, optimizer, schedule, both RNGs, history."""
+    return {"config": config.to_dict(), "epoch": len(history), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, "rng_torch": torch.get_rng_state(),
+            "rng_generator": g.get_state(), "history": history}
+
+
+def resume(path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None) -> list[dict]:
+    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its history ([] if none)."""
+    if not Path(path).is_file():
+        return []
+    state = load_checkpoint(path)
+    if RunConfig.from_dict(state["config"]) != config:  # fields added since the checkpoint take their defaults
+        raise RunConflictError(
+            f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {Path(path).parent}`, "
+            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_torch"])
+    g.set_state(state["rng_generator"])
+    return state["history"]
+
+
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model, per-epoch history and total training seconds."""
+    """What :func:`fit` returns: the trained model and its per-epoch history."""
 
     model: nn.Module
     history: list[dict]
-    train_seconds: float
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in training epochs (evaluation excluded), summed over the history."""
+        return sum(row["epoch_seconds"] for row in self.history)
 
 
 def fit(
@@ -175,42 +198,32 @@ def fit(
     eval_name: str = "test",
     run_dir: Path | None = None,
     device: torch.device | str | None = None,
-    resume: bool = True,
+    resume_run: bool = True,
     progress: bool | None = None,
     stop_after_steps: int | None = None,
     init_weights: dict | None = None,
 ) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
 
-    With ``resume`` and a checkpoint of the same config in ``run_dir``, training continues after its last epoch
-    and ends with the same history as an uninterrupted run. ``init_weights`` (a state dict) starts a fresh run
-    from trained weights instead of a random initialisation: fine-tuning.
+    The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a learning-rate schedule,
+    label smoothing and a progress bar. With ``resume_run`` and a checkpoint of the same config in ``run_dir``,
+    training continues after its last epoch and ends as an uninterrupted run would. ``init_weights`` (a state dict)
+    starts a fresh run from trained weights instead of a random initialisation: fine-tuning.
     """
     device = select_device(device) if not isinstance(device, torch.device) else device
     progress = show_progress() if progress is None else progress
     g = seed_everything(config.seed)
-    model = build_model(config.model, config.dropout, fast=True).to(device)
+    model = build_model(config.model, config.dropout).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     n = len(train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     opt, sched = make_optimizer(model, config, steps_per_epoch)
     spec = AugmentSpec.from_names(config.augment)
-    history: list[dict] = []
-    train_seconds = 0.0
     ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     if init_weights is not None:
         model.load_state_dict(init_weights)
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        if RunConfig.from_dict(state["config"]) != config:  # fields added since the checkpoint take their defaults
-            raise CheckpointError(f"Checkpoint {ckpt_path} was written by another config; remove it or use another run name.")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_torch"])
-        g.set_state(state["rng_generator"])
-        history, train_seconds = state["history"], state["train_seconds"]
+    history = resume(ckpt_path, config, model, opt, g, sched) if resume_run and ckpt_path is not None else []
     images, labels = train.images, train.labels
     steps_done = 0
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -222,12 +235,10 @@ def fit(
                    leave=False, mininterval=0.5, file=sys.stderr)
         for step in bar:
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
-            x = augment_batch(prepare_batch(images[idx], device, False), g, spec)
-            x = normalize(x)
+            x = normalize(augment_batch(prepare_batch(images[idx], device, False), g, spec))
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[idx].to(device, non_blocking=True)
-            loss = nll_with_smoothing(model(x), y, config.label_smoothing)
+            loss = loss_fn(model(x), labels[idx].to(device, non_blocking=True), config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -238,9 +249,7 @@ def fit(
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if stop_after_steps is not None and steps_done >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_done} steps in epoch {epoch}")
-        epoch_seconds = time.perf_counter() - start
-        train_seconds += epoch_seconds
-        row = {"epoch": epoch, "train_loss": total_loss.item() / n, "epoch_seconds": epoch_seconds,
+        row = {"epoch": epoch, "train_loss": total_loss.item() / n, "epoch_seconds": time.perf_counter() - start,
                "lr": opt.param_groups[0]["lr"]}
         if eval_split is not None:
             metrics = evaluate(model, eval_split)
@@ -250,10 +259,5 @@ def fit(
             shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))
             tqdm.write(f"{config.name} epoch {epoch}/{config.epochs}: {shown}", file=sys.stderr)
         if ckpt_path is not None:
-            save_checkpoint(ckpt_path, {
-                "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng_torch": torch.get_rng_state(), "rng_generator": g.get_state(),
-                "history": history, "train_seconds": train_seconds,
-            })
-    return FitResult(model, history, train_seconds)
+            save_checkpoint(ckpt_path, training_state(config, history, model, opt, g, sched))
+    return FitResult(model, history)

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from . import paths
-from .calibration import shift_images
-from .config import PROFILES, REFERENCE_AUGMENT, RunConfig
-from .engine import CHECKPOINT, load_model, predict_log_probs, predict_log_probs_unit
-from .metrics import confusion_matrix
-from .runs import RunData, load_run_data, record_metrics, train_run
+from .config import PROFILES, QUICK, REFERENCE_AUGMENT, RunConfig
+from .engine import CHECKPOINT, load_model
+from .runs import RunData, load_run_data, train_run
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,8 @@ IMPROVEMENTS = (
     Variant("elastic", "improvement", "+ elastic distortion (alpha 34 px, sigma 4 px)",
             {"augment": REFERENCE_AUGMENT + ("elastic",)}),
 )
+IMPROVED_FROM = ("batchnorm", "third_conv", "onecycle", "label_smoothing")
+"""The single improvements `improved` combines: chosen by hand from an earlier full-profile study (notebook 6 says so)."""
 IMPROVED = Variant(
     "improved", "final", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation",
     {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1},
@@ -78,8 +76,7 @@ class StudyPlan:
 
 
 PLANS = {
-    "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), train_size=2000,
-                       test_size=2000, val_size=500),
+    "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), **QUICK),
     "default": StudyPlan("default", seeds=(0,), epochs=2, improved_epochs=3, final_seeds=(0, 1)),
     "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=tuple(range(10)),
                        finetune_epochs=2),
@@ -107,12 +104,12 @@ def run_variant(variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_
     entries = []
     for seed in seeds:
         config = config_for(variant, seed, plan)
-        data = _data(config, data_cache)
+        data = run_data(config, data_cache)
         entries.append(dict(train_run(config, plan.profile, data=data), run=config.name))
     return entries
 
 
-def _data(config: RunConfig, cache: dict | None) -> RunData:
+def run_data(config: RunConfig, cache: dict | None) -> RunData:
     """The run's splits, loaded from disk once per (seed, sizes) and reused."""
     key = (config.seed, config.train_size, config.test_size, config.val_size)
     if cache is None:
@@ -122,120 +119,9 @@ def _data(config: RunConfig, cache: dict | None) -> RunData:
     return cache[key]
 
 
-def summarise(variant: Variant, entries: list[dict], plan: StudyPlan) -> dict:
-    """Mean and sample sd over seeds of test and validation accuracy (percent) and training time."""
-    test = [100 * e["test_accuracy"] for e in entries]
-    val = [100 * e["val_accuracy"] for e in entries if "val_accuracy" in e]
-    return {
-        "variant": variant.name,
-        "group": variant.group,
-        "description": variant.description,
-        "profile": plan.profile,
-        "seeds": len(entries),
-        "epochs": entries[0]["epochs"],
-        "test_accuracy_mean": statistics.mean(test),
-        "test_accuracy_sd": statistics.stdev(test) if len(test) > 1 else float("nan"),
-        "val_accuracy_mean": statistics.mean(val) if val else float("nan"),
-        "train_seconds_mean": statistics.mean(e["train_seconds"] for e in entries),
-    }
-
-
-def run_study(plan: StudyPlan, cache: dict) -> list[dict]:
-    """Train every variant of the plan for each seed; one summary row per variant."""
-    return [summarise(v, run_variant(v, plan.seeds, plan, cache), plan) for v in plan.variants]
-
-
 def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
     """The finished run of ``variant`` with ``seed`` under ``profile``, loaded from its checkpoint."""
     return load_model(paths.run_dir(run_name(variant.name, seed), profile) / CHECKPOINT)[0]
-
-
-FLIP_CELLS = ((6, 9), (9, 6), (2, 5), (5, 2))
-"""The confusion-matrix cells that flips should inflate: (true, predicted)."""
-
-
-def flip_confusion(plan: StudyPlan, cache: dict) -> dict[str, dict[str, float]]:
-    """Mean test-set count over seeds of each FLIP_CELLS cell, for the reference recipe and for + flips."""
-    out = {}
-    for name in ("reference", "flips"):
-        variant = VARIANTS[name]
-        counts = []
-        for seed in plan.seeds:
-            test = _data(config_for(variant, seed, plan), cache).test
-            cm = confusion_matrix(test.labels, predict_log_probs(trained_model(variant, seed, plan.profile), test.images).argmax(1))
-            counts.append({f"{a}->{b}": int(cm[a, b]) for a, b in FLIP_CELLS})
-        out[name] = {k: float(np.mean([c[k] for c in counts])) for k in counts[0]}
-    return out
-
-
-def final_study(plan: StudyPlan, cache: dict) -> dict:
-    """Train `improved` for each final seed and fine-tune each without augmentation; on validation, keep the better of
-    the two and decide whether test-time shifts help; ensemble the kept models and score the ensemble on test once."""
-    improved = run_variant(IMPROVED, plan.final_seeds, plan, cache)
-    clean = [dict(c, train_seconds=c["train_seconds"] + i["train_seconds"], epochs=c["epochs"] + i["epochs"])
-             for c, i in zip(run_variant(CLEAN, plan.final_seeds, plan, cache), improved)]  # counted with the parent's
-    improved_row, clean_row = summarise(IMPROVED, improved, plan), summarise(CLEAN, clean, plan)
-    use_clean = clean_row["val_accuracy_mean"] > improved_row["val_accuracy_mean"]
-    chosen, entries = (CLEAN, clean) if use_clean else (IMPROVED, improved)
-    data = _data(config_for(IMPROVED, plan.final_seeds[0], plan), cache)  # val and test are the same for every seed
-    models = [trained_model(chosen, seed, plan.profile) for seed in plan.final_seeds]
-    val_plain = ensemble_log_probs([predict_log_probs(m, data.val.images) for m in models])
-    val_tta = ensemble_log_probs([tta_log_probs(m, data.val.images) for m in models])
-    use_tta = accuracy(val_tta, data.val.labels) > accuracy(val_plain, data.val.labels)
-    test_lp = ensemble_log_probs([(tta_log_probs if use_tta else predict_log_probs)(m, data.test.images) for m in models])
-    name = f"{chosen.name}-ensemble" + ("-tta" if use_tta else "")
-    entry = {
-        "test_accuracy": accuracy(test_lp, data.test.labels),
-        "test_loss": torch.nn.functional.nll_loss(test_lp, data.test.labels).item(),
-        "epochs": entries[0]["epochs"],
-        "seed": list(plan.final_seeds),
-        "train_seconds": sum(e["train_seconds"] for e in entries),
-        "profile": plan.profile,
-        "members": [e["run"] for e in entries],
-        "tta": use_tta,
-        "val_accuracy": accuracy(val_tta if use_tta else val_plain, data.val.labels),
-        "val_accuracy_plain": accuracy(val_plain, data.val.labels),
-        "val_accuracy_tta": accuracy(val_tta, data.val.labels),
-    }
-    record_metrics(name, entry)
-    return {"name": name, "chosen": chosen.name, "improved": improved_row, "clean": clean_row, "ensemble": entry}
-
-
-def ensemble_row(final: dict, plan: StudyPlan) -> dict:
-    """The ensemble as one row of the results table (its sd is undefined: it is one model)."""
-    e = final["ensemble"]
-    return {
-        "variant": final["name"], "group": "final",
-        "description": f"ensemble of {len(e['members'])} {final['chosen']} models" + (" with test-time shifts" if e["tta"] else ""),
-        "profile": plan.profile, "seeds": len(e["members"]), "epochs": e["epochs"],
-        "test_accuracy_mean": 100 * e["test_accuracy"], "test_accuracy_sd": float("nan"),
-        "val_accuracy_mean": 100 * e["val_accuracy"], "train_seconds_mean": e["train_seconds"],
-    }
-
-
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-"""Test-time augmentation: the image and its four one-pixel shifts."""
-
-
-def tta_log_probs(model: torch.nn.Module, images_u8: torch.Tensor, shifts=TTA_SHIFTS) -> torch.Tensor:
-    """Log of the mean probability over shifted copies of each image."""
-    probs = [predict_log_probs_unit(model, shift_images(images_u8, shift)).exp() for shift in shifts]
-    return torch.stack(probs).mean(0).log()
-
-
-def ensemble_log_probs(log_probs: list[torch.Tensor]) -> torch.Tensor:
-    """Log of the mean probability of several models."""
-    return torch.stack([lp.exp() for lp in log_probs]).mean(0).log()
-
-
-def accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of argmax predictions equal to the labels."""
-    return (log_probs.argmax(1) == labels).float().mean().item()
-
-
-def sd(values: list[float]) -> float:
-    """Sample standard deviation (nan for fewer than two values)."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
 def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):

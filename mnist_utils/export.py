@@ -11,8 +11,8 @@ import contextlib
 import copy
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -1,143 +1,74 @@
-"""The reference CNN (the report's Table 1) and the variants the experiments compare."""
+"""The reference CNN of notebook 3 (the report's Table 1) and the family of variants the experiments compare."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def classifier(in_features: int, dropout: float = 0.0) -> list[nn.Module]:
-    """The reference head: Flatten → Linear(in→128) → ReLU → [Dropout] → Linear(128→10) → LogSoftmax."""
-    return [
-        nn.Flatten(),
-        nn.Linear(in_features, 128),
-        nn.ReLU(),
-        *([nn.Dropout(dropout)] if dropout > 0 else []),
-        nn.Linear(128, 10),
-        nn.LogSoftmax(dim=1),
-    ]
+# The class below is notebook 3's, character for character (tests/test_lessons.py checks it).
+class ReferenceCNN(nn.Module):
+    """Conv(1→32) → ReLU → MaxPool → Conv(32→64) → ReLU → MaxPool → Linear(3136→128) → ReLU → Linear(128→10)."""
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)  # 1×28×28 → 32×28×28
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)  # 32×14×14 → 64×14×14
+        self.pool = nn.MaxPool2d(2)  # halves height and width
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.dropout = nn.Dropout(dropout)  # p = 0: does nothing (the reference recipe)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))  # 32×14×14
+        x = self.pool(F.relu(self.conv2(x)))  # 64×7×7
+        x = torch.flatten(x, 1)  # 3,136 numbers per image
+        x = self.dropout(F.relu(self.fc1(x)))  # 128
+        return F.log_softmax(self.fc2(x), dim=1)  # log-probabilities of the 10 digits
 
 
-class ReferenceCNN(nn.Sequential):
-    """Conv(1→32)→ReLU→Pool→Conv(32→64)→ReLU→Pool→Flatten→Linear(3136→128)→ReLU→Linear(128→10)→LogSoftmax.
+class CNN(nn.Sequential):
+    """The family: one block per entry of ``channels`` (conv 3×3 → [BatchNorm] → ReLU → MaxPool), then the reference head.
 
-    ``pool_first=True`` swaps each ReLU and MaxPool: since max(relu(a)) = relu(max(a)) the outputs and gradients are
-    identical (and the state dict has the same keys), but the ReLU then touches 4× fewer values — faster on a CPU.
+    ``CNN((32, 64))`` is the reference network; ``batchnorm`` and a third block are what the variants change.
     """
 
-    def __init__(self, dropout: float = 0.0, pool_first: bool = False) -> None:
-        def block(c_in: int, c_out: int) -> list[nn.Module]:
-            conv, act, pool = nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
-            return [conv, pool, act] if pool_first else [conv, act, pool]
-
-        super().__init__(
-            *block(1, 32),
-            *block(32, 64),
-            *classifier(64 * 7 * 7, dropout),
-        )
+    def __init__(self, channels: tuple[int, ...] = (32, 64), batchnorm: bool = False, dropout: float = 0.0):
+        layers, c_in, size = [], 1, 28
+        for c_out in channels:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm), *([nn.BatchNorm2d(c_out)] if batchnorm else []),
+                       nn.ReLU(), nn.MaxPool2d(2)]
+            c_in, size = c_out, size // 2
+        super().__init__(*layers, nn.Flatten(), nn.Linear(c_in * size * size, 128), nn.ReLU(),
+                         *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
 
 
-def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
-    """Convolution (no bias, 'same' padding) → BatchNorm → ReLU."""
-    return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-
-
-class ThreeConvCNN(nn.Sequential):
-    """The reference CNN with a third conv block (64→128 at 7×7, pooled to 3×3) before the classifier; no BatchNorm."""
-
-    def __init__(self, dropout: float = 0.0) -> None:
-        super().__init__(
-            nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-            *classifier(128 * 3 * 3, dropout),
-        )
-
-
-class ImprovedCNN(nn.Sequential):
-    """Three conv blocks (32, 64, 128 channels) with BatchNorm, each pooled, then the reference classifier head."""
-
-    def __init__(self, dropout: float = 0.0, width: int = 32) -> None:
-        w = width
-        super().__init__(
-            *_conv_bn(1, w),
-            nn.MaxPool2d(2),
-            *_conv_bn(w, 2 * w),
-            nn.MaxPool2d(2),
-            *_conv_bn(2 * w, 4 * w),
-            nn.MaxPool2d(2),
-            *classifier(4 * w * 3 * 3, dropout),
-        )
-
-
-class BatchNormCNN(nn.Sequential):
-    """The reference CNN with BatchNorm after each convolution (two conv blocks, as the report)."""
-
-    def __init__(self, dropout: float = 0.0) -> None:
-        super().__init__(
-            *_conv_bn(1, 32),
-            nn.MaxPool2d(2),
-            *_conv_bn(32, 64),
-            nn.MaxPool2d(2),
-            *classifier(64 * 7 * 7, dropout),
-        )
-
-
-class FastCNN(nn.Sequential):
-    """A small all-convolutional BatchNorm net for the time-to-99 % race: three stride-2 convs, global max pooling."""
-
-    def __init__(self, dropout: float = 0.0, width: int = 32) -> None:
-        w = width
-        super().__init__(
-            *_conv_bn(1, w, kernel=5, stride=2),
-            *_conv_bn(w, 2 * w, stride=2),
-            *_conv_bn(2 * w, 4 * w, stride=2),
-            nn.AdaptiveMaxPool2d(1),
-            nn.Flatten(),
-            *([nn.Dropout(dropout)] if dropout > 0 else []),
-            nn.Linear(4 * w, 10),
-            nn.LogSoftmax(dim=1),
-        )
+def fast_cnn(dropout: float = 0.0, width: int = 32) -> nn.Sequential:
+    """The time-to-99 % racer of `make bench`: three stride-2 conv → BatchNorm → ReLU blocks, global max pooling."""
+    blocks = [(1, width, 5), (width, 2 * width, 3), (2 * width, 4 * width, 3)]
+    return nn.Sequential(*[m for c_in, c_out, k in blocks for m in (nn.Conv2d(c_in, c_out, k, stride=2, padding=k // 2, bias=False),
+                                                                   nn.BatchNorm2d(c_out), nn.ReLU())],
+                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
+                         nn.Linear(4 * width, 10), nn.LogSoftmax(dim=1))
 
 
 MODELS = {
     "reference": ReferenceCNN,
-    "batchnorm": BatchNormCNN,
-    "three_conv": ThreeConvCNN,
-    "improved": ImprovedCNN,
-    "fast": FastCNN,
+    "batchnorm": lambda dropout=0.0: CNN((32, 64), batchnorm=True, dropout=dropout),
+    "three_conv": lambda dropout=0.0: CNN((32, 64, 128), dropout=dropout),
+    "improved": lambda dropout=0.0: CNN((32, 64, 128), batchnorm=True, dropout=dropout),
+    "fast": fast_cnn,
 }
+"""Model name (``RunConfig.model``) → constructor taking ``dropout``."""
 
 
-def build_model(name: str, dropout: float = 0.0, fast: bool = False) -> nn.Module:
-    """Instantiate a model by its name in :data:`MODELS` (``fast``: the equivalent pool-first reference CNN)."""
+def build_model(name: str, dropout: float = 0.0) -> nn.Module:
+    """Instantiate a model by its name in :data:`MODELS`."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    if name == "reference":
-        return ReferenceCNN(dropout=dropout, pool_first=fast)
     return MODELS[name](dropout=dropout)
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def layer_table(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[dict]:
-    """One row per top-level layer: index, layer, output shape and parameter count, from a real forward pass."""
-    rows = []
-    x = torch.zeros(input_shape)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for i, layer in enumerate(model.children()):
-            x = layer(x)
-            rows.append(
-                {
-                    "index": i,
-                    "layer": repr(layer),
-                    "output_shape": tuple(x.shape[1:]),
-                    "parameters": sum(p.numel() for p in layer.parameters()),
-                }
-            )
-    model.train(was_training)
-    return rows

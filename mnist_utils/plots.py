@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
@@ -113,7 +113,7 @@ def error_errorbars(rows: Sequence[dict], title: str) -> plt.Figure:
     colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.4))
     y = np.arange(len(rows))[::-1]
-    for yi, r in zip(y, rows):
+    for yi, r in zip(y, rows, strict=False):
         sd = r["test_accuracy_sd"]
         ax.errorbar(100 - r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
                     color=colors.get(r["group"], "k"))

@@ -192,7 +192,7 @@ def load_predictor(checkpoint: Path | str) -> nn.Module:
 def top_k(probs: torch.Tensor, k: int = 3) -> list[list]:
     """The ``k`` most probable digits of one row as [[digit, probability], ...]."""
     values, digits = probs.topk(k)
-    return [[int(d), float(p)] for d, p in zip(digits, values)]
+    return [[int(d), float(p)] for d, p in zip(digits, values, strict=False)]
 
 
 def format_line(name: str, top: list[list]) -> str:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             results[i]["error"] = str(exc).removeprefix(f"{name}: ")  # load_image names the file itself
     if good:
         probs = predict_images(model, torch.stack([t for _, t in good]))
-        for (i, _), row in zip(good, probs):
+        for (i, _), row in zip(good, probs, strict=False):
             top = top_k(row)
             results[i].update(prediction=top[0][0], top3=top)
     for result in results:

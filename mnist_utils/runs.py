@@ -12,7 +12,7 @@ from filelock import FileLock
 from . import paths
 from .config import RunConfig
 from .data import Split, load_split
-from .engine import CHECKPOINT, evaluate, fit, load_checkpoint
+from .engine import CHECKPOINT, RunConflictError, evaluate, fit, load_checkpoint  # noqa: F401 (RunConflictError: re-exported)
 
 VAL_SPLIT_SEED = 12345
 """The validation images are the same for every run, whatever its seed."""
@@ -55,10 +55,6 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-class RunConflictError(RuntimeError):
-    """A run name already holds a checkpoint of another config; nothing was overwritten."""
-
-
 def read_metrics(profile: str) -> dict:
     """All recorded runs of ``profile``: ``{run name: metrics}``."""
     return read_json(paths.metrics_path(profile), {})
@@ -78,33 +74,33 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
     """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
     data = data if data is not None else load_run_data(config)
     run_dir = paths.run_dir(config.name, profile)
-    ckpt = run_dir / CHECKPOINT
-    if ckpt.is_file() and RunConfig.from_dict(load_checkpoint(ckpt)["config"]) != config:
-        raise RunConflictError(
-            f"{ckpt} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {run_dir}`, "
-            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    fresh = not ckpt.is_file()  # a run with its own checkpoint resumes from it: its parent's weights are not needed
+    fresh = not (run_dir / CHECKPOINT).is_file()  # a run with its own checkpoint resumes: its parent's weights are not needed
     init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
                  init_weights=init)
-    test = evaluate(result.model, data.test)
+    return record_run(config, profile, result.model, result.history, data)
+
+
+def record_run(config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData) -> dict:
+    """Score a finished run on its test images once; write its history.json and its entry in metrics.json."""
+    test = evaluate(model, data.test)
     entry = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "epochs": config.epochs,
         "seed": config.seed,
-        "train_seconds": result.train_seconds,
+        "train_seconds": sum(row["epoch_seconds"] for row in history),
         "profile": profile,
         "train_images": len(data.train),
         "test_images": len(data.test),
-        "device": str(next(result.model.parameters()).device),
+        "device": str(next(model.parameters()).device),
         "threads": torch.get_num_threads(),
         "config": config.to_dict(),
     }
     if data.val is not None:
-        entry["val_accuracy"] = result.history[-1]["val_accuracy"]
-    write_json(run_dir / "history.json", result.history)
+        entry["val_accuracy"] = history[-1]["val_accuracy"]
+    write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
     return entry
 

@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from mnist_utils import engine, experiments as ex
+from mnist_utils import engine
+from mnist_utils import experiments as ex
 from mnist_utils.config import RunConfig
 from mnist_utils.models import build_model
 

@@ -13,7 +13,6 @@ import pytest
 
 from mnist_utils import paths, report
 
-
 # --------------------------------------------------------------------------- synthetic artifacts
 
 
