@@ -1,13 +1,29 @@
 """Shared fixtures: the real MNIST prepared once per session."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 os.environ.setdefault("MNIST_PROGRESS", "0")
 
-from mnist_utils import data  # noqa: E402
+from mnist_utils import data, paths  # noqa: E402
+
+
+def lesson_source(notebook: str) -> str:
+    """The code cells of a notebook tagged ``lesson``, joined: the code the notebook teaches."""
+    cells = json.loads((paths.ROOT / "notebooks" / notebook).read_text())["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if "lesson" in c.get("metadata", {}).get("tags", []))
+
+
+def lesson_namespace(notebook: str, **names) -> dict:
+    """Run a notebook's import cell and its lesson cells in a fresh namespace (``names`` predefined); return it."""
+    cells = json.loads((paths.ROOT / "notebooks" / notebook).read_text())["cells"]
+    imports = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    namespace = dict(names)
+    exec(compile(imports + "\n\n" + lesson_source(notebook), notebook, "exec"), namespace)
+    return namespace
 
 
 @pytest.fixture(scope="session")

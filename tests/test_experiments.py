@@ -1,9 +1,10 @@
-"""The experiment plan, summaries, ensembling and test-time augmentation."""
+"""The experiment plan, and notebook 6's summaries, verdicts, ensembling and test-time augmentation."""
 from __future__ import annotations
 
 import math
 
 import torch
+from conftest import lesson_namespace
 
 from mnist_utils import engine
 from mnist_utils import experiments as ex
@@ -36,29 +37,33 @@ def test_full_profile_is_the_complete_multi_seed_study():
     assert {"onecycle", "batchnorm", "third_conv", "strong_aug", "label_smoothing", "elastic"} <= names
 
 
-def test_summary_is_mean_and_sample_sd_in_percent():
+def test_notebook_6_summary_is_mean_and_sample_sd_in_percent():
+    summarise = lesson_namespace("06_experiments.ipynb", plan=ex.PLANS["full"])["summarise"]
     entries = [{"test_accuracy": a, "val_accuracy": a, "train_seconds": 2.0, "epochs": 3} for a in (0.99, 0.995, 0.992)]
-    row = ex.summarise(ex.IMPROVED, entries, ex.PLANS["full"])
+    row = summarise(ex.IMPROVED, entries)
     assert math.isclose(row["test_accuracy_mean"], 99.2333333, rel_tol=1e-6)
     assert math.isclose(row["test_accuracy_sd"], 0.2516611, rel_tol=1e-5)
-    single = ex.summarise(ex.IMPROVED, entries[:1], ex.PLANS["default"])
-    assert math.isnan(single["test_accuracy_sd"])
+    assert math.isnan(summarise(ex.IMPROVED, entries[:1])["test_accuracy_sd"])
 
 
-def test_ensemble_averages_probabilities():
-    a = torch.log(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
-    b = torch.log(torch.tensor([[0.5, 0.5], [0.6, 0.4]]))
-    assert torch.allclose(ex.ensemble_log_probs([a, b]).exp(), torch.tensor([[0.7, 0.3], [0.4, 0.6]]))
-    assert ex.accuracy(a, torch.tensor([0, 1])) == 1.0
+def test_notebook_6_verdict_needs_seeds_and_a_significant_difference():
+    verdict = lesson_namespace("06_experiments.ipynb")["verdict"]
+    assert verdict([99.6, 99.65, 99.7], [99.1, 99.15, 99.2])[0] == "better"
+    assert verdict([98.6, 98.65, 98.7], [99.1, 99.15, 99.2])[0] == "worse"
+    assert verdict([99.0, 99.3, 99.1], [99.1, 99.2, 99.0])[0] == "not distinguishable"
+    assert verdict([99.9], [99.1, 99.2])[0] == "needs ≥ 2 seeds"
 
 
-def test_tta_without_shifts_equals_plain_prediction(test_split):
+def test_notebook_6_ensemble_averages_probabilities_and_no_shift_is_plain_prediction(test_split):
+    lesson = lesson_namespace("06_experiments.ipynb")
     torch.manual_seed(0)
-    model = build_model("batchnorm").eval()
+    models = [build_model("batchnorm").eval(), build_model("reference").eval()]
     images = test_split.images[:50]
-    plain = engine.predict_log_probs(model, images, channels_last=False)
-    assert torch.allclose(ex.tta_log_probs(model, images, shifts=((0, 0),)), plain, atol=1e-5)
-    assert ex.tta_log_probs(model, images).shape == (50, 10)
+    plain = [engine.predict_log_probs(m, images).exp() for m in models]
+    assert torch.allclose(lesson["ensemble_probs"](models, images), (plain[0] + plain[1]) / 2, atol=1e-6)
+    shifted = lesson["ensemble_probs"](models[:1], images, lesson["SHIFTS"])
+    assert shifted.shape == (50, 10) and not torch.allclose(shifted, plain[0], atol=1e-4)
+    assert lesson["accuracy"](torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0])) == 0.5
 
 
 def test_train_command_trains_the_parent_then_its_fine_tune_and_reuses_them(tmp_path, monkeypatch, data_root, capsys):

@@ -2,26 +2,13 @@
 from __future__ import annotations
 
 import inspect
-import json
 
 import pytest
 import torch
+from conftest import lesson_namespace, lesson_source
 
-from mnist_utils import augment, engine, models, paths
+from mnist_utils import engine, models
 from mnist_utils.config import RunConfig
-
-
-def lesson_source(notebook: str) -> str:
-    """The code cells tagged ``lesson`` of a notebook, joined."""
-    cells = json.loads((paths.ROOT / "notebooks" / notebook).read_text())["cells"]
-    return "\n\n".join("".join(c["source"]) for c in cells if "lesson" in c.get("metadata", {}).get("tags", []))
-
-
-def lesson_namespace(notebook: str, **names) -> dict:
-    """Execute a notebook's lesson cells in a fresh namespace (with ``names`` predefined) and return it."""
-    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "augment": augment, **names}
-    exec(compile(lesson_source(notebook), notebook, "exec"), namespace)  # noqa: S102 - our own notebook
-    return namespace
 
 
 def test_the_package_model_is_notebook_3s_class_character_for_character():
