@@ -35,7 +35,7 @@ FIGURES = {  # notebook → the figures (report/figures/<name>.pdf) it writes fo
 LATEX_SPECIALS = str.maketrans({  # characters LaTeX reads as commands, or its OT1 fonts lack → what prints them
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "_": r"\_", "%": r"\%",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "→": r"$\rightarrow$", "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
+    "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
     "µ": r"$\mu$", "μ": r"$\mu$"})
 
 
@@ -45,7 +45,7 @@ class ReportError(RuntimeError):
 
 def latex(value: object) -> str:
     """Any artifact value as LaTeX that prints it literally (``--`` for None); every template value passes here."""
-    return "--" if value is None else str(value).translate(LATEX_SPECIALS)
+    return "--" if value is None else re.sub(r"[^\x00-\xff]", "?", str(value).translate(LATEX_SPECIALS))  # no font has the rest
 
 
 def fixed(value: float | None, decimals: int = 2, scale: float = 1) -> str | None:
