@@ -16,7 +16,7 @@ IMG ?=
 JOBS ?= 2
 
 
-.PHONY: help venv data data-repair run-all experiments study-runs test test-unit lab report bench predict export clean clean-data
+.PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab report bench predict export clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,13 +64,17 @@ study-runs: data ## train the experiments' runs in JOBS=2 parallel 1-thread work
 	done; fail=0; for p in "$${pids[@]}"; do wait $$p || fail=1; done; \
 	echo "   study runs done in $$(( $$(date +%s) - start )) s"; exit $$fail
 
-test: data ## every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
+test: data ## ruff, every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
+	$(VENV)/bin/ruff check .
 	rm -rf $(TEST_OUT)
 	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report MNIST_PROGRESS=0 \
 	  $(PY) -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
 
 test-unit: data ## the unit tests alone (no notebooks)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: data ## the fast unit tests (pytest -m "not slow", about half a minute)
+	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 lab: data ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +121,7 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
         errors = []
         for mirror in MNIST.mirrors:
             try:
-                _atomic_copy(lambda tmp: download_url(mirror + name, str(tmp.parent), tmp.name, md5=None), dest, expected)
+                _atomic_copy(lambda tmp, url=mirror + name: download_url(url, str(tmp.parent), tmp.name, md5=None), dest, expected)
                 return f"download {mirror}{name}"
             except Exception as exc:  # noqa: BLE001 - any network error means: try the next mirror
                 errors.append(f"{mirror}: {exc}")
@@ -236,32 +236,6 @@ def load_split(train: bool, root: Path | None = None) -> Split:
     """The verified split as whole-set tensors (the fast path for training)."""
     ds = mnist_dataset(train, root=root)
     return Split(ds.data.contiguous(), ds.targets.to(torch.int64))
-
-
-def iter_batches(images: torch.Tensor, batch_size: int = 1000) -> Iterator[torch.Tensor]:
-    """Yield ``images`` in batches as float tensors scaled to [0, 1]."""
-    for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size].to(torch.float64) / 255.0
-
-
-def streaming_mean_std(batches: Iterable[torch.Tensor]) -> tuple[float, float]:
-    """Pixel mean and (population) std from running sums of x and x² over batches."""
-    total = total_sq = 0.0
-    count = 0
-    for batch in batches:
-        batch = batch.to(torch.float64)
-        total += batch.sum().item()
-        total_sq += (batch * batch).sum().item()
-        count += batch.numel()
-    if count == 0:
-        raise ValueError("streaming_mean_std got no pixels: the batch iterable was empty")
-    mean = total / count
-    return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
-
-
-def class_counts(labels: torch.Tensor, num_classes: int = 10) -> list[int]:
-    """Number of examples of each class."""
-    return torch.bincount(labels, minlength=num_classes).tolist()
 
 
 def main(argv: list[str] | None = None) -> int:

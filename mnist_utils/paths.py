@@ -19,11 +19,6 @@ def data_dir() -> Path:
     return _from_env("MNIST_DATA_DIR", ROOT / "data")
 
 
-def raw_dir() -> Path:
-    """Folder holding the four IDX files in torchvision's layout."""
-    return data_dir() / "MNIST" / "raw"
-
-
 def artifacts_dir() -> Path:
     """Checkpoints, histories, metrics and benchmark results (``$MNIST_ARTIFACTS_DIR`` or ``artifacts/``)."""
     return _from_env("MNIST_ARTIFACTS_DIR", ROOT / "artifacts")

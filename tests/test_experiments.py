@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from conftest import lesson_namespace
 
@@ -66,6 +67,7 @@ def test_notebook_6_ensemble_averages_probabilities_and_no_shift_is_plain_predic
     assert lesson["accuracy"](torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0])) == 0.5
 
 
+@pytest.mark.slow
 def test_train_command_trains_the_parent_then_its_fine_tune_and_reuses_them(tmp_path, monkeypatch, data_root, capsys):
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
     from mnist_utils.runs import read_metrics

@@ -22,6 +22,7 @@ def _inputs(test_split, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     return images, images.unsqueeze(1).float() / 255.0
 
 
+@pytest.mark.slow
 def test_torchscript_and_onnx_match_pytorch(tmp_path, tiny_run, test_split):
     onnxruntime = pytest.importorskip("onnxruntime")
     model, _ = tiny_run
@@ -45,6 +46,7 @@ def test_torchscript_and_onnx_match_pytorch(tmp_path, tiny_run, test_split):
     assert model.training is False and next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_legacy_exporter_is_the_fallback(tmp_path, tiny_run, test_split, monkeypatch):
     pytest.importorskip("onnxruntime")
     model, _ = tiny_run
@@ -59,6 +61,7 @@ def test_legacy_exporter_is_the_fallback(tmp_path, tiny_run, test_split, monkeyp
     assert result["ok"] and result["format"] == "ONNX"
 
 
+@pytest.mark.slow
 def test_missing_onnx_package_gives_a_clear_error(tmp_path, tiny_run, monkeypatch):
     import builtins
 
@@ -74,6 +77,7 @@ def test_missing_onnx_package_gives_a_clear_error(tmp_path, tiny_run, monkeypatc
         export.export_onnx(tiny_run[0], tmp_path / "model.onnx")
 
 
+@pytest.mark.slow
 def test_export_cli_writes_and_verifies_both_files(tmp_path, tiny_run, capsys):
     pytest.importorskip("onnxruntime")
     _, checkpoint = tiny_run
