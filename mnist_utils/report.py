@@ -35,7 +35,8 @@ FIGURES = {  # notebook → the figures (report/figures/<name>.pdf) it writes fo
 LATEX_SPECIALS = str.maketrans({  # characters LaTeX reads as commands, or its OT1 fonts lack → what prints them
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "_": r"\_", "%": r"\%",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
+    "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "≥": r"$\geq$", "≤": r"$\leq$",
+    "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
     "µ": r"$\mu$", "μ": r"$\mu$"})
 
 
