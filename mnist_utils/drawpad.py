@@ -1,6 +1,7 @@
 """The drawing pad of notebook 08: a 280×280 canvas, Clear, a model picker, and the model's reading after every stroke."""
 from __future__ import annotations
 
+import base64
 import html
 import io
 from collections.abc import Callable
@@ -38,12 +39,13 @@ def render(strokes: list[list[Point]], size: int = SIZE, pen: int = PEN) -> Imag
     return image
 
 
-def png(pixels: np.ndarray, scale: int = 5) -> bytes:
-    """PNG bytes of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel shown as a scale×scale block."""
+def img_tag(pixels: np.ndarray, title: str, scale: int = 7) -> str:
+    """A captioned <img> of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel a scale×scale block."""
     image = Image.fromarray(np.uint8(np.clip(pixels, 0, 1) * 255))
     buffer = io.BytesIO()
     image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(buffer, "PNG")
-    return buffer.getvalue()
+    return (f'<div style="margin:0 24px 8px 0">{title}<br><img src="data:image/png;base64,'
+            f'{base64.b64encode(buffer.getvalue()).decode()}"></div>')
 
 
 def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
@@ -52,13 +54,17 @@ def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
     return 0.7 * heat + 0.3 * (image_u8.numpy()[..., None] / 255)
 
 
-def result_html(reading: dict | None) -> str:
-    """The guess and the top-3 probabilities as bars, or "draw a digit"."""
-    if reading is None:
-        return '<div class="drawpad-guess" style="font-size:20px">draw a digit</div>'
-    bars = "".join(f'<div style="font-family:monospace">{d} <span style="display:inline-block;width:{150 * p:.0f}px;'
-                   f'height:12px;background:#1f77b4"></span> {p:.1%}</div>' for d, p in reading["top3"])
-    return f'<div class="drawpad-guess" style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>{bars}'
+def view_html(reading: dict | None) -> str:
+    """What the model receives, the saliency of its guess, and the guess with its top 3 as bars (or "draw a digit")."""
+    blank = np.zeros((28, 28))
+    images = (img_tag(reading["input"].numpy() / 255 if reading else blank, "what the model receives (28×28)")
+              + img_tag(overlay(reading["input"], reading["saliency"]) if reading else blank, "saliency of its guess"))
+    guess = '<div class="drawpad-guess" style="font-size:20px">draw a digit</div>'
+    if reading is not None:
+        guess = f'<div class="drawpad-guess" style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>' + "".join(
+            f'<div style="font-family:monospace">{d} <span style="display:inline-block;width:{150 * p:.0f}px;'
+            f'height:12px;background:#1f77b4"></span> {p:.1%}</div>' for d, p in reading["top3"])
+    return f'<div style="display:flex;white-space:nowrap"><div>{images}</div><div>its top 3<br>{guess}</div></div>'
 
 
 class DrawPad:
@@ -73,8 +79,7 @@ class DrawPad:
         self.canvas.line_width, self.canvas.line_cap, self.canvas.line_join = PEN, "round", "round"
         self.picker = widgets.Dropdown(options=list(checkpoints), description="model")
         self.clear_button = widgets.Button(description="Clear")
-        self.seen, self.saliency = widgets.Image(format="png"), widgets.Image(format="png")
-        self.result = widgets.HTML()
+        self.result = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))  # one widget: one message per update
         self.result.add_class("drawpad-result")
         self.canvas.on_mouse_down(self.down)
         self.canvas.on_mouse_move(self.move)
@@ -91,13 +96,7 @@ class DrawPad:
         """The pad beside what the model receives, its saliency and its answer."""
         if not self.checkpoints:
             return widgets.HTML(f"<b>No trained model in {paths.artifacts_dir()}: run <code>make run-all</code> first.</b>")
-        label, gap = widgets.Label, widgets.Layout(margin="0 0 0 24px")
-        return widgets.HBox([
-            widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.picker])]),
-            widgets.VBox([label("what the model receives (28×28)"), self.seen, label("saliency of its guess"), self.saliency],
-                         layout=gap),
-            widgets.VBox([label("its top 3"), self.result], layout=gap),
-        ])
+        return widgets.HBox([widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.picker])]), self.result])
 
     def model(self) -> torch.nn.Module | None:
         """The picked model, loaded on first use."""
@@ -133,17 +132,14 @@ class DrawPad:
         self.update()
 
     def update(self) -> None:
-        """Run ``read`` on the drawing and show its result (the answer last, so the display is complete when it changes)."""
+        """Run ``read`` on the drawing and show its result."""
         try:
             model = self.model()
         except engine.CheckpointError as exc:  # a damaged checkpoint: say which and what to do, no traceback
             self.result.value = f"<b>{html.escape(str(exc))}</b>"
             return
         self.reading = self.read(render(self.strokes), model) if model is not None and self.strokes else None
-        blank = np.zeros((28, 28))
-        self.seen.value = png(self.reading["input"].numpy() / 255 if self.reading else blank)
-        self.saliency.value = png(overlay(self.reading["input"], self.reading["saliency"]) if self.reading else blank)
-        self.result.value = result_html(self.reading)
+        self.result.value = view_html(self.reading)
 
     def draw(self, *strokes: list[Point]) -> dict | None:
         """Drive the pad without a browser: the same mouse callbacks for each stroke; return the last reading."""
