@@ -14,6 +14,9 @@ EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
 JOBS ?= 2
+LAB_IP ?= 127.0.0.1
+PORT ?= 8888
+NB ?= 08_draw_a_digit
 
 
 .PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab report bench predict export clean clean-data
@@ -76,8 +79,11 @@ test-unit: data ## the unit tests alone (no notebooks)
 test-fast: data ## the fast unit tests (pytest -m "not slow", about half a minute)
 	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
-lab: data ## JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+lab: data ## JupyterLab on 127.0.0.1:PORT (8888) opening notebook NB (08_draw_a_digit); prints the URL with its token
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	echo "JupyterLab (profile $(PROFILE)): http://$(LAB_IP):$(PORT)/lab/tree/$(NB).ipynb?token=$$token  (Ctrl-C stops it)"; \
+	MNIST_PROFILE=$(PROFILE) JUPYTER_TOKEN=$$token exec $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(LAB_IP) \
+	  --port=$(PORT) --ServerApp.port_retries=0 --ServerApp.default_url=/lab/tree/$(NB).ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 report: $(STAMP) ## build report/report.pdf from artifacts/ and report/figures/ (run `make run-all` first)
 	$(PY) -m mnist_utils.report build
