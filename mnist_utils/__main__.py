@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return module.main(argv[1:])
     except user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even when torch's message has several
         return 1
 
 
