@@ -352,22 +352,27 @@ def test_default_model_is_the_best_recorded_run_and_is_named(tmp_path, monkeypat
 def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tmp_path, monkeypatch, tiny_checkpoint):
     import os
     import subprocess
+    import tempfile
+    from pathlib import Path
 
     from mnist_utils import paths
 
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     _record("reference", "default", 0.99, tiny_checkpoint)
-    spaced, dashed, plain = tmp_path / "my digit.png", tmp_path / "-5.png", tmp_path / "b.png"
-    for path in (spaced, dashed, plain):
-        draw_seven().save(path)
 
     def make_predict(img: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-s", "-o", ".venv/.installed", "predict", f"IMG={img}"], cwd=paths.ROOT,
                               env=os.environ, capture_output=True, text=True, timeout=120, check=False)
 
+    spaced, plain = tmp_path / "my digit.png", tmp_path / "b.png"
+    draw_seven().save(spaced)
+    draw_seven().save(plain)
     one = make_predict(str(spaced))
     assert one.returncode == 0, one.stderr
     assert one.stdout.startswith(f"{spaced}: ")
-    two = make_predict(f"{dashed} {plain}")
+    with tempfile.TemporaryDirectory(dir=paths.ROOT, prefix="-make-predict-") as folder:  # make runs in the repo root
+        dashed = Path(folder).relative_to(paths.ROOT) / "5.png"  # a relative name that starts with '-'
+        draw_seven().save(paths.ROOT / dashed)
+        two = make_predict(f"{dashed} {plain}")
     assert two.returncode == 0, two.stderr
     assert [line.split(":")[0] for line in two.stdout.splitlines()] == [str(dashed), str(plain)]
