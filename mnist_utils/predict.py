@@ -33,6 +33,8 @@ INK_FRACTION = 0.1
 """Pixels near the digit's strokes with more than this fraction of full ink make up its bounding box."""
 MIN_CONTRAST = 0.05
 """An image whose ink is less than this (fraction of full scale) above its background counts as blank."""
+WORK_SIZE = 1024
+"""Larger images are first reduced (box average) to at most this many pixels on their long side."""
 FRAGMENT_MASS, FRAGMENT_GAP = 0.1, 0.15
 """A separate piece of ink belongs to the digit (a broken stroke) when it has at least FRAGMENT_MASS of the main
 stroke's ink and lies within FRAGMENT_GAP of the digit's size from it; smaller or farther ones are specks."""
@@ -226,7 +228,11 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
     finite = np.isfinite(gray)
     if not finite.any():
         raise PredictError("image is blank: no pixel has a finite value.")
-    ink, strong = ink_map(np.where(finite, gray, np.median(gray[finite])))  # NaN/Inf pixels count as background
+    gray = np.where(finite, gray, np.median(gray[finite]))  # NaN/Inf pixels count as background
+    factor = -(-max(gray.shape) // WORK_SIZE)
+    if factor > 1:  # a 20×20 digit needs no more: keeps a 40-megapixel photo fast and small in memory
+        gray = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
+    ink, strong = ink_map(gray)
     mask = digit_mask(ink, strong)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     patch = fit_box((ink * mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
