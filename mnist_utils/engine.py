@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import paths
 from .augment import AugmentSpec, augment_batch, normalize, to_unit
 from .config import RunConfig
 from .data import Split
@@ -22,7 +24,11 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, damaged or belongs to another run."""
+    """A checkpoint cannot be written, is missing or damaged, or belongs to another run; the message says the fix."""
+
+
+class DeviceError(ValueError):
+    """``$MNIST_DEVICE`` (or a device argument) names no device this machine has."""
 
 
 class RunConflictError(CheckpointError):
@@ -37,7 +43,16 @@ def select_device(preference: str | None = None) -> torch.device:
     """``preference`` or ``$MNIST_DEVICE`` if given, else CUDA, then MPS, then CPU."""
     preference = preference or os.environ.get("MNIST_DEVICE") or None
     if preference:
-        return torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except RuntimeError:
+            raise DeviceError(f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or unset "
+                              f"MNIST_DEVICE to pick the best one.") from None
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
+        if available is not None and not available():
+            raise DeviceError(f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
+                              f"MNIST_DEVICE to pick the best one.")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -109,18 +124,34 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint atomically; a full or read-only disk raises :class:`CheckpointError` and leaves no partial file."""
+    try:
+        paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
+        raise CheckpointError(
+            f"Cannot write checkpoint {path}: disk full or not writable ({str(exc).splitlines()[0]}); any earlier "
+            f"checkpoint there is kept. Free space or fix permissions, then re-run to resume (or set MNIST_ARTIFACTS_DIR)."
+        ) from exc
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check the CRC-32 that the checkpoint's zip container stores for every member (``torch.load`` does not)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        bad = f"zip container unreadable: {exc}"
+    if bad is not None:
+        raise CheckpointError(f"Checkpoint {path} is damaged: its bytes changed since it was written ({bad} fails its "
+                              f"CRC check). Delete it and retrain: `rm {path} && make run-all`.")
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint with ``weights_only=True``; a missing or damaged file raises :class:`CheckpointError`."""
+    """Load a verified checkpoint with ``weights_only=True``; a missing or damaged file raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}. Train first: `make run-all` (or run notebooks/04_training.ipynb).")
+    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
@@ -145,6 +176,10 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Modul
             f"Checkpoint {path} was written by an incompatible version of mnist_utils ({type(exc).__name__}: {exc}); "
             f"retrain with `make run-all`."
         ) from exc
+    broken = [name for name, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise CheckpointError(f"Checkpoint {path} holds non-finite weights (NaN or Inf in {', '.join(broken[:3])}); it "
+                              f"cannot predict. Retrain it: `rm {path} && make run-all`.")
     model.to(device or torch.device("cpu")).eval()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)

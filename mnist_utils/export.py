@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import data, engine, paths
+from . import data, engine, paths, runs
 from .augment import MNIST_MEAN, MNIST_STD
-from .predict import default_checkpoint, load_predictor
+from .predict import load_default
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "log_probs"
@@ -159,12 +159,36 @@ def verify(model: nn.Module, images_u8: torch.Tensor, torchscript: Path | None, 
     return results
 
 
+def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dict:
+    """Export ``model`` to ``path`` (``.onnx``: ONNX, else TorchScript) under a temporary name and compare it with PyTorch
+    on ``images_u8``; it is moved into place only when it agrees, and an older file at ``path`` is removed when not."""
+    onnx, result = path.suffix == ".onnx", {}
+
+    def write(tmp: Path) -> None:
+        if onnx:
+            result["exporter"] = {"dynamo": "default exporter", "legacy": "dynamo=False exporter"}[export_onnx(model, tmp)]
+        else:
+            export_torchscript(model, tmp)
+            result["exporter"] = "torch.jit.script"
+        result.update(verify(model, images_u8, None if onnx else tmp, tmp if onnx else None)[0])
+        if not result["ok"]:
+            raise ExportError(f"{path} disagrees with PyTorch")
+
+    try:
+        paths.atomic_write(path, write)
+    except ExportError:
+        if "ok" not in result:  # the export itself failed, not its check
+            raise
+        path.unlink(missing_ok=True)
+    return result
+
+
 def _parser() -> argparse.ArgumentParser:
     """Command-line options of `python -m mnist_utils export`."""
     parser = argparse.ArgumentParser(prog="python -m mnist_utils export",
                                      description="Export a checkpoint to TorchScript (model.pt) and ONNX (model.onnx).")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help=f"checkpoint to export (default: {default_checkpoint()})")
+                        help="checkpoint to export (default: the one `predict` uses, named in the output)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default: {paths.artifacts_dir() / 'export'})")
     parser.add_argument("--check-images", type=int, default=256, metavar="N",
@@ -183,26 +207,25 @@ def _test_images(n: int) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check failed, 2 bad checkpoint."""
     args = _parser().parse_args(argv)
-    checkpoint = args.checkpoint or default_checkpoint()
     out = args.out or paths.artifacts_dir() / "export"
     try:
-        model = load_predictor(checkpoint)
-    except engine.CheckpointError as exc:
+        model, described = load_default(args.checkpoint)
+    except (engine.CheckpointError, runs.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(described)
+    results = []
     try:
-        ts_path = export_torchscript(model, out / TORCHSCRIPT_FILE)
-        print(f"wrote {ts_path} (TorchScript)")
-        exporter = export_onnx(model, out / ONNX_FILE)
-        print(f"wrote {out / ONNX_FILE} (ONNX, {'default exporter' if exporter == 'dynamo' else 'dynamo=False exporter'})")
-        results = verify(model, _test_images(args.check_images), ts_path, out / ONNX_FILE)
+        images = _test_images(args.check_images)
+        for name in (TORCHSCRIPT_FILE, ONNX_FILE):
+            results.append(r := write_verified(model, images, out / name))
+            done = f"wrote {out / name}" if r["ok"] else f"NOT written: no file at {out / name}"
+            print(f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images (same argmax: "
+                  f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance {ATOL:g}); {done} "
+                  f"({r['exporter']})")
     except (ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for r in results:
-        verdict = "OK" if r["ok"] else "MISMATCH"
-        print(f"{r['format']}: {verdict} on {r['images']} test images (same argmax: {r['same_argmax']}, "
-              f"max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance {ATOL:g})")
     print(f"input: float32 [N, 1, 28, 28] in [0, 1] named {INPUT_NAME!r} (normalisation built in); "
           f"output: log-probabilities [N, 10] named {OUTPUT_NAME!r}")
     return 0 if all(r["ok"] for r in results) else 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +58,17 @@ def metrics_path(profile: str) -> Path:
 def run_dir(name: str, profile: str) -> Path:
     """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>``."""
     return profile_dir(profile) / name
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Create ``path`` by ``write(tmp)`` on a temporary name beside it, then rename: readers see the old file or the
+    whole new one, never half of it; if ``write`` raises (disk full, a failed check) the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

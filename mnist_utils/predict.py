@@ -6,6 +6,7 @@ in a 28×28 field so that their centre of mass is at pixel (14, 14). :func:`prep
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -15,19 +16,28 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 from torch import nn
 
-from . import engine, paths
+from . import engine, paths, runs
+from .config import PROFILES, RunConfig
 
 MAX_PIXELS = 40_000_000
 """Largest image (width × height) :func:`load_image` decodes; bigger files are refused before decoding."""
+MAX_FRAMES = 50
+"""Frames of an animated GIF / multi-page TIFF that :func:`load_image` compares to find the one with the digit."""
 
 SIZE = 28
 BOX = 20
 INK_FRACTION = 0.1
-"""Pixels brighter than this fraction of the brightest one make up the digit's bounding box."""
+"""Pixels near the digit's strokes with more than this fraction of full ink make up its bounding box."""
 MIN_CONTRAST = 0.05
 """An image whose ink is less than this (fraction of full scale) above its background counts as blank."""
+WORK_SIZE = 1024
+"""Larger images are first reduced (box average) to at most this many pixels on their long side."""
+FRAGMENT_MASS, FRAGMENT_GAP = 0.1, 0.15
+"""A separate piece of ink belongs to the digit (a broken stroke) when it has at least FRAGMENT_MASS of the main
+stroke's ink and lies within FRAGMENT_GAP of the digit's size from it; smaller or farther ones are specks."""
 
 
 class PredictError(ValueError):
@@ -35,16 +45,48 @@ class PredictError(ValueError):
 
 
 def default_checkpoint() -> Path:
-    """The reference run's checkpoint (written by `make run-all`)."""
+    """The best trained single model: highest recorded test accuracy among the runs of the full and default profiles
+    whose checkpoint exists (the quick profile's only when neither has one); else where `make run-all` puts reference."""
+    for profiles in (("full", "default"), ("quick",)):
+        found = [(entry.get("test_accuracy", -1.0), path) for profile in profiles
+                 for name, entry in runs.read_metrics(profile).items()
+                 if (path := paths.run_dir(name, profile) / engine.CHECKPOINT).is_file()]
+        if found:
+            return max(found)[1]
     return paths.run_dir("reference", "default") / engine.CHECKPOINT
+
+
+def describe_checkpoint(path: Path, config: RunConfig) -> str:
+    """One line naming the model a command uses: file, run, profile, and the test accuracy its metrics.json records."""
+    run, profile, metrics = path.parent.name, path.parent.parent.name, path.parent.parent / "metrics.json"
+    try:
+        entry = runs.read_json(metrics, {}).get(run, {})
+    except runs.ArtifactError:
+        entry = {}
+    same = "config" in entry and RunConfig.from_dict(entry["config"]) == config
+    score = f"test accuracy {100 * entry['test_accuracy']:.2f} % in {metrics}" if same else "no test accuracy recorded for it"
+    note = "; a smoke-test model (2,000 training images): train a real one with `make run-all`" if profile == "quick" else ""
+    where = f", profile {profile}" if profile in PROFILES else ""
+    return f"model: {path} (run {config.name}{where}, {score}{note})"
+
+
+def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
+    """(the model of ``checkpoint`` or :func:`default_checkpoint` on the CPU, the line that describes it)."""
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, config, _ = engine.load_model(path, torch.device("cpu"))
+    return model, describe_checkpoint(path, config)
 
 
 def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image file (EXIF rotation applied), refusing huge ones before decoding."""
     name, path = os.fspath(path), Path(path)
     cap = MAX_PIXELS if max_pixels is None else max_pixels
-    if not path.exists():
-        raise PredictError(f"{name}: no such file; check the path.")
+    try:
+        path.stat()
+    except OSError as exc:
+        problem = ("a symbolic link loop" if exc.errno == errno.ELOOP else "a symbolic link to a missing file"
+                   if path.is_symlink() else "no such file" if exc.errno == errno.ENOENT else exc.strerror)
+        raise PredictError(f"{name}: {problem}; check the path.") from exc
     if not path.is_file():
         raise PredictError(f"{name}: not a regular file (a folder?); pass image files.")
     try:
@@ -58,6 +100,11 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                         f"{cap / 1e6:g}-megapixel limit; shrink or crop it around the digit first."
                     )
                 image.load()
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:  # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
+                    best = max(range(min(frames, MAX_FRAMES)), key=lambda k: _contrast(image, k))
+                    image.seek(best)
+                    image.info["frame"] = f"frame {best + 1} of {frames}"
                 return ImageOps.exif_transpose(image)
     except PredictError:
         raise
@@ -69,6 +116,12 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
         raise PredictError(
             f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated or damaged?"
         ) from exc
+
+
+def _contrast(image: Image.Image, frame: int) -> float:
+    """Standard deviation of the grayscale pixels of one frame (0 for a blank frame)."""
+    image.seek(frame)
+    return float(np.nanstd(to_gray(image)))
 
 
 def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
@@ -83,12 +136,13 @@ def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
     return luma * weight + background * (1 - weight)
 
 
-def _wide_int_to_unit(values: np.ndarray) -> np.ndarray:
-    """Integer or float pixels of 16/32-bit modes scaled to [0, 1] by the range their maximum implies."""
+def _real_range(values: np.ndarray) -> np.ndarray:
+    """16/32-bit or float pixels scaled to [0, 1] by their own min..max, so 12-bit data in a 16-bit file works; NaN and
+    ±Inf pixels stay NaN (:func:`preprocess_array` treats them as background)."""
     values = values.astype(np.float64)
-    top = float(values.max(initial=0.0))
-    scale = 1.0 if top <= 1.0 else 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
-    return np.clip(values / scale, 0.0, 1.0)
+    finite = np.isfinite(values)
+    low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    return np.where(finite, (values - low) / (high - low) if high > low else 0.0, np.nan)
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -96,7 +150,7 @@ def to_gray(image: Image.Image) -> np.ndarray:
     mode = image.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _wide_int_to_unit(np.asarray(image.convert("I") if mode.startswith("I;16") else image))
+            return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image))
         if mode == "L":
             return np.asarray(image, dtype=np.float64) / 255.0
         if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
@@ -107,30 +161,83 @@ def to_gray(image: Image.Image) -> np.ndarray:
         raise PredictError(f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first.") from exc
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
-    """The outermost ring of pixels."""
-    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+def otsu_threshold(gray: np.ndarray, bins: int = 256) -> float:
+    """Otsu's global threshold for values in [0, 1]: the level that best separates the histogram into two classes."""
+    hist, edges = np.histogram(gray, bins=bins, range=(0.0, 1.0))
+    mids = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(hist)
+    above = below[-1] - below
+    mass = np.cumsum(hist * mids)
+    between = below * above * (mass / np.maximum(below, 1) - (mass[-1] - mass) / np.maximum(above, 1)) ** 2
+    return float(edges[1 + int(np.argmax(between))])
 
 
-def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Bright-digit-on-black ink in [0, 1]: invert light backgrounds, subtract the background level, stretch to 1."""
+def ink_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink in [0, 1], bright on black; the pixels above Otsu's threshold). The background is the majority class."""
     if gray.size == 0:
         raise PredictError("image has zero size; it holds no digit.")
-    if np.median(_border(gray)) > 0.5:
-        gray = 1.0 - gray
-    background = float(np.median(_border(gray)))
-    ink = np.clip(gray - background, 0.0, None)
-    peak = float(ink.max())
-    if peak < MIN_CONTRAST:
+    strong = gray >= otsu_threshold(gray)
+    if strong.mean() > 0.5:  # most pixels are bright: dark ink on light paper
+        gray, strong = 1.0 - gray, ~strong
+    if not strong.any() or strong.all():
         raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
-    return ink / peak
+    background, ink_level = float(np.median(gray[~strong])), float(np.percentile(gray[strong], 90))
+    if ink_level - background < MIN_CONTRAST:
+        raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
+    return np.clip((gray - background) / (ink_level - background), 0.0, 1.0), strong
 
 
-def crop_to_ink(ink: np.ndarray) -> np.ndarray:
-    """Crop to the bounding box of pixels brighter than ``INK_FRACTION`` of the maximum."""
-    mask = ink > INK_FRACTION * ink.max()
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]) -> bool:
+    """A thin line along the image's edge, or a hollow box (3–4 sides drawn) with other ink inside it."""
+    height, width = component.shape
+    at_edge = (box[0].start == 0 or box[0].stop == shape[0], box[1].start == 0 or box[1].stop == shape[1])
+    line = (at_edge[0] and width >= 0.3 * shape[1] and height <= width / 8) or \
+           (at_edge[1] and height >= 0.3 * shape[0] and width <= height / 8)
+    dy, dx = max(2, height // 6), max(2, width // 6)
+    inner = (slice(dy, -dy), slice(dx, -dx))
+    if line or height <= 4 * dy or width <= 4 * dx or component[inner].sum() > 0.02 * component.sum():
+        return line
+    sides = (component[:dy].any(0).mean(), component[-dy:].any(0).mean(),
+             component[:, :dx].any(1).mean(), component[:, -dx:].any(1).mean())
+    return sorted(sides)[1] >= 0.6 and bool(others[inner].any())
+
+
+def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """The pixels of the digit: the heaviest connected stroke and the large pieces near it (a broken stroke), without
+    boxes, border lines and specks; each faint (anti-aliased) pixel goes with the stroke nearest to it."""
+    labels, count = ndimage.label(strong, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(labels)
+    mass = np.asarray(ndimage.sum_labels(ink, labels, range(1, count + 1)))
+    clutter = [k for k, box in enumerate(boxes) if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box, ink.shape)]
+    if len(clutter) < count:  # never remove everything: a lone line is the digit 1
+        mass[clutter] = 0
+    main = int(np.argmax(mass))
+    gap = ndimage.distance_transform_edt(labels != main + 1)
+    reach = FRAGMENT_GAP * max(box.stop - box.start for box in boxes[main])
+    kept = [k + 1 for k in np.flatnonzero(mass >= FRAGMENT_MASS * mass[main]) if gap[labels == k + 1].min() <= reach]
+    distance, nearest = ndimage.distance_transform_edt(~strong, return_indices=True)
+    owner = labels[tuple(nearest)]
+    return (ink > INK_FRACTION) & np.isin(owner, kept) & (distance <= max(2.0, 0.02 * max(ink.shape)))
+
+
+def preprocess_array(gray: np.ndarray) -> torch.Tensor:
+    """A float grayscale image [H, W] in [0, 1] of one digit, either polarity → uint8 [28, 28] as in MNIST."""
+    gray = np.asarray(gray, dtype=np.float64)
+    if gray.ndim != 2 or gray.size == 0:
+        raise PredictError(f"expected a non-empty 2-D grayscale array, got shape {gray.shape}.")
+    finite = np.isfinite(gray)
+    if not finite.any():
+        raise PredictError("image is blank: no pixel has a finite value.")
+    gray = np.where(finite, gray, np.median(gray[finite]))  # NaN/Inf pixels count as background
+    factor = -(-max(gray.shape) // WORK_SIZE)
+    if factor > 1:  # a 20×20 digit needs no more: keeps a 40-megapixel photo fast and small in memory
+        gray = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
+    ink, strong = ink_map(gray)
+    mask = digit_mask(ink, strong)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    patch = fit_box((ink * mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    field = place_centred(patch)
+    return torch.from_numpy(np.rint(field * 255.0).clip(0, 255).astype(np.uint8))
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -146,13 +253,6 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     return np.clip(resized / peak, 0.0, 1.0)
 
 
-def centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
-    """Intensity-weighted (row, column) centre in pixel-index coordinates."""
-    total = ink.sum()
-    rows, cols = np.arange(ink.shape[0]), np.arange(ink.shape[1])
-    return float(ink.sum(axis=1) @ rows / total), float(ink.sum(axis=0) @ cols / total)
-
-
 def _round_half_up(value: float) -> int:
     """Round to the nearest integer, halves up, ignoring float noise (so symmetric shapes always shift alike)."""
     return int(np.floor(value + 0.5 + 1e-6))
@@ -160,7 +260,7 @@ def _round_half_up(value: float) -> int:
 
 def place_centred(patch: np.ndarray, size: int = SIZE) -> np.ndarray:
     """Paste ``patch`` into a ``size``×``size`` field so its centre of mass lands on pixel (size/2, size/2)."""
-    cy, cx = centre_of_mass(patch)
+    cy, cx = ndimage.center_of_mass(patch)
     h, w = patch.shape
     top = int(np.clip(_round_half_up(size / 2 - cy), 0, size - h))
     left = int(np.clip(_round_half_up(size / 2 - cx), 0, size - w))
@@ -173,9 +273,7 @@ def preprocess(image: Image.Image) -> torch.Tensor:
     """Any Pillow image of one digit → uint8 [28, 28], bright on black, MNIST-normalised (20×20 box, centre of mass)."""
     if image.width == 0 or image.height == 0:
         raise PredictError("image has zero size; it holds no digit.")
-    patch = fit_box(crop_to_ink(ink_map(to_gray(image))))
-    field = place_centred(patch)
-    return torch.from_numpy(np.rint(field * 255.0).clip(0, 255).astype(np.uint8))
+    return preprocess_array(to_gray(image))
 
 
 def predict_images(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
@@ -205,9 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     """Command-line options of `python -m mnist_utils predict`."""
     parser = argparse.ArgumentParser(prog="python -m mnist_utils predict",
                                      description="Predict the digit in each image with a trained checkpoint.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, one digit each (any colours, any size)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files, one digit each (any colours, any size); put `--` before names starting with '-'")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help=f"checkpoint to use (default: {default_checkpoint()})")
+                        help="checkpoint to use (default: the trained run with the best recorded test accuracy, "
+                             "full or default profile)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
     return parser
 
@@ -215,8 +315,7 @@ def _parser() -> argparse.ArgumentParser:
 def _write_json(path: Path, results: list[dict]) -> str | None:
     """Write the results; return an error message instead of raising."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        paths.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None
@@ -226,17 +325,26 @@ def main(argv: list[str] | None = None) -> int:
     """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2 bad checkpoint."""
     args = _parser().parse_args(argv)
     try:
-        model = load_predictor(args.checkpoint or default_checkpoint())
-    except engine.CheckpointError as exc:
+        model, described = load_default(args.checkpoint)
+    except (engine.CheckpointError, runs.ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(described, file=sys.stderr)
     results: list[dict] = [{"file": str(name)} for name in args.images]
     good: list[tuple[int, torch.Tensor]] = []
     for i, name in enumerate(args.images):
         try:
-            good.append((i, preprocess(load_image(name))))
+            image = load_image(name)
+            good.append((i, preprocess(image)))
         except PredictError as exc:
             results[i]["error"] = str(exc).removeprefix(f"{name}: ")  # load_image names the file itself
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file that breaks the preprocessing must not stop the batch
+            results[i]["error"] = f"could not be processed ({type(exc).__name__}: {exc}); please report this image"
+            continue
+        if "frame" in image.info:
+            results[i]["frame"] = image.info["frame"]
+            print(f"note: {name}: read {image.info['frame']}, the one with the most contrast", file=sys.stderr)
     if good:
         probs = predict_images(model, torch.stack([t for _, t in good]))
         for (i, _), row in zip(good, probs, strict=False):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +43,41 @@ def test_split_for(config: RunConfig, test: Split | None = None) -> Split:
     return (test if test is not None else load_split(False)).subset(config.test_size, seed=0)
 
 
+class ArtifactError(ValueError):
+    """An artifact file cannot be read or written (empty or invalid JSON, a read-only folder); the message says the fix."""
+
+
 def read_json(path: Path, default):
-    """Parse a JSON file, or return ``default`` when it does not exist."""
-    return json.loads(path.read_text()) if path.is_file() else default
+    """Parse a JSON file, or return ``default`` when it does not exist; an unreadable one raises :class:`ArtifactError`."""
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} cannot be read as JSON ({exc}); it was left as it is. Move it aside "
+                            f"(`mv {path} {path}.bad`) and re-run: finished runs are reused from their checkpoints.") from exc
 
 
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    paths.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+MIN_FREE_BYTES = 100 * 2**20
+"""Free space a run needs before it starts: two checkpoints (~5–15 MB each) and its history, with a wide margin."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder``, write a probe file and check free space, so a read-only or full disk fails before training."""
+    fix = "free some space or make it writable, or train elsewhere with `MNIST_ARTIFACTS_DIR=/some/writable/dir`"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise ArtifactError(f"Cannot write to {folder} ({exc.strerror or exc}): {fix}.") from exc
+    if free < MIN_FREE_BYTES:
+        raise ArtifactError(f"Only {free / 2**20:.0f} MB free at {folder} (a run needs {MIN_FREE_BYTES / 2**20:.0f} MB): {fix}.")
 
 
 def read_metrics(profile: str) -> dict:
@@ -72,8 +97,9 @@ def record_metrics(name: str, entry: dict) -> None:
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
     """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
-    data = data if data is not None else load_run_data(config)
     run_dir = paths.run_dir(config.name, profile)
+    check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
+    data = data if data is not None else load_run_data(config)
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
     fresh = not (run_dir / CHECKPOINT).is_file()  # a run with its own checkpoint resumes: its parent's weights are not needed
     init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None

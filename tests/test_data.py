@@ -162,3 +162,66 @@ def test_subset_and_split_off(train_split):
     assert len(small) == 2000 and torch.equal(small.images, train_split.subset(2000, seed=1).images)
     rest, hold = train_split.split_off(5000)
     assert len(rest) == 55000 and len(hold) == 5000
+
+
+def test_legacy_processed_files_are_moved_aside_never_read(copy_root, capsys):
+    data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)
+    real = data.load_split(False, copy_root)
+    processed = copy_root / "MNIST" / "processed"
+    processed.mkdir()
+    for name, split in (("training.pt", real), ("test.pt", real)):  # torchvision's pre-0.9 cache, labels shifted by one
+        torch.save((split.images, (split.labels + 1) % 10), processed / name)
+    loaded = data.load_split(False, copy_root)
+    assert torch.equal(loaded.labels, real.labels), "the unverified legacy file must not be read"
+    assert not processed.exists() and (processed.parent / "processed.ignored" / "test.pt").is_file()
+    assert "moved the legacy folder" in capsys.readouterr().err
+
+
+def test_a_second_repair_keeps_the_first_bad_file(copy_root, package_dir):
+    target = copy_root / "MNIST" / "raw" / LABELS
+    kept = []
+    for offset in (100, 200):
+        flip_byte(target, offset)
+        kept.append(target.read_bytes())
+        data.prepare(copy_root, package_dir=package_dir, allow_download=False, repair=True, verbose=False)
+        assert data.md5sum(target) == GZ_MD5[LABELS]
+    assert (target.parent / (LABELS + ".bad")).read_bytes() == kept[0]
+    assert (target.parent / (LABELS + ".bad.1")).read_bytes() == kept[1]
+
+
+def test_repair_in_a_read_only_data_dir_is_one_line(copy_root, package_dir, monkeypatch, capsys):
+    flip_byte(copy_root / "MNIST" / "raw" / LABELS)
+
+    def read_only(src, dst):
+        raise PermissionError(13, "Permission denied", str(src))  # what rename says in a read-only folder
+
+    monkeypatch.setattr(data.os, "rename", read_only)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(copy_root))
+    assert data.main(["--repair", "--no-download"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Cannot move {copy_root / 'MNIST' / 'raw' / LABELS} aside") and err.count("\n") == 1
+    assert "Permission denied" in err and "chmod u+w" in err
+
+
+def test_idx_file_that_is_a_folder_or_unreadable_is_one_line(copy_root, monkeypatch, capsys):
+    data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)
+    plain = copy_root / "MNIST" / "raw" / LABELS[:-3]
+    plain.unlink()
+    plain.mkdir()
+    monkeypatch.setenv("MNIST_DATA_DIR", str(copy_root))
+    assert data.main(["--no-download"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {plain} exists but is not a regular file") and err.count("\n") == 1
+    plain.rmdir()
+    data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)  # rebuilt from the .gz
+    real_md5 = data.md5sum
+
+    def unreadable(path):
+        if Path(path) == plain:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_md5(path)
+
+    monkeypatch.setattr(data, "md5sum", unreadable)
+    assert data.main(["--no-download"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Cannot read MNIST file {plain}: Permission denied") and err.count("\n") == 1

@@ -130,3 +130,59 @@ def test_checkpoints_written_before_a_config_field_existed_still_resume(tmp_path
     engine.save_checkpoint(path, state)
     resumed = engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
     assert resumed.history == state["history"]  # nothing retrained
+
+
+def _flip_bit_in_weights(path) -> None:
+    """Flip one bit in the middle of the largest tensor's bytes, as a failing disk would."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+    blob = bytearray(path.read_bytes())
+    blob[member.header_offset + member.file_size // 2] ^= 0x10  # well past the local header: inside the data
+    path.write_bytes(bytes(blob))
+
+
+def test_checkpoint_with_a_flipped_bit_is_refused(tiny_checkpoint, tmp_path):
+    path = tmp_path / engine.CHECKPOINT
+    path.write_bytes(tiny_checkpoint.read_bytes())
+    engine.load_model(path)  # intact: loads
+    _flip_bit_in_weights(path)
+    with pytest.raises(engine.CheckpointError, match="bytes changed since it was written.*CRC.*rm .*make run-all"):
+        engine.load_checkpoint(path)
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(tiny_checkpoint, tmp_path):
+    state = engine.load_checkpoint(tiny_checkpoint)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.dim() > 1)
+    state["model"][name][0].view(-1)[0] = float("nan")
+    path = tmp_path / engine.CHECKPOINT
+    engine.save_checkpoint(path, state)
+    engine.load_checkpoint(path)  # the file itself is intact
+    with pytest.raises(engine.CheckpointError, match=f"non-finite weights.*{name}"):
+        engine.load_model(path)
+
+
+def test_full_disk_at_checkpoint_save_is_one_error_and_leaves_no_partial_file(tiny_checkpoint, tmp_path, monkeypatch):
+    path = tmp_path / engine.CHECKPOINT
+    path.write_bytes(tiny_checkpoint.read_bytes())
+    state = engine.load_checkpoint(path)
+    real_save = torch.save
+
+    def save_to_a_full_disk(obj, f, *args, **kwargs):
+        open(f, "wb").close()  # the temporary file exists, as it would on a real disk
+        real_save(obj, "/dev/full", *args, **kwargs)  # ENOSPC: torch raises "[enforce fail at inline_container.cc...]"
+
+    monkeypatch.setattr(engine.torch, "save", save_to_a_full_disk)
+    with pytest.raises(engine.CheckpointError, match="Cannot write checkpoint .*disk full.*kept") as info:
+        engine.save_checkpoint(path, state)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [engine.CHECKPOINT]  # no .part file left
+    assert path.read_bytes() == tiny_checkpoint.read_bytes()  # the previous checkpoint is intact
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x"])
+def test_unknown_device_is_one_line_naming_the_choices(name, monkeypatch):
+    monkeypatch.setenv("MNIST_DEVICE", name)
+    with pytest.raises(engine.DeviceError, match=f"'{name}'.*use cpu, cuda, cuda:N or mps"):
+        engine.select_device()

@@ -91,3 +91,29 @@ def test_export_cli_writes_and_verifies_both_files(tmp_path, tiny_run, capsys):
 def test_export_cli_without_checkpoint_exits_2(tmp_path, capsys):
     assert export.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 2
     assert "make run-all" in capsys.readouterr().err
+
+
+def test_files_that_fail_verification_are_never_left_behind(tmp_path, tiny_run, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    _, checkpoint = tiny_run
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "model.pt").write_text("an older export of another checkpoint")
+    real = export.run_torchscript
+    monkeypatch.setattr(export, "run_torchscript", lambda path, x: real(path, x) + 0.5)  # a TorchScript that disagrees
+    code = export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--check-images", "32"])
+    stdout = capsys.readouterr().out
+    assert code == 1
+    assert stdout.startswith(f"model: {checkpoint} (run small")
+    assert "TorchScript: MISMATCH on 32 test images" in stdout and f"NOT written: no file at {out / 'model.pt'}" in stdout
+    assert "ONNX: OK on 32" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]  # no mismatching file, no temporary file
+
+
+def test_checkpoint_with_nan_weights_is_refused_before_export(tmp_path, tiny_run, capsys):
+    state = engine.load_checkpoint(tiny_run[1])
+    next(v for v in state["model"].values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    engine.save_checkpoint(bad, state)
+    assert export.main(["--checkpoint", str(bad), "--out", str(tmp_path / "export")]) == 2
+    assert "non-finite weights" in capsys.readouterr().err and not (tmp_path / "export").exists()
