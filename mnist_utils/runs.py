@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 
 from . import paths
 from .config import RunConfig
@@ -65,26 +64,29 @@ def read_metrics(profile: str) -> dict:
 
 
 def record_metrics(name: str, entry: dict) -> None:
-    """Add or replace one run's entry in the metrics.json of its profile (a file lock keeps parallel writers safe)."""
-    path = paths.metrics_path(entry["profile"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(path.name + ".lock")):
-        metrics = read_metrics(entry["profile"])
-        metrics[name] = entry
-        write_json(path, metrics)
+    """Add or replace one run's entry in the metrics.json of its profile (one writer: a study's driver writes alone)."""
+    write_json(paths.metrics_path(entry["profile"]), {**read_metrics(entry["profile"]), name: entry})
+
+
+def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
+    """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if another config wrote it."""
+    run_dir = paths.run_dir(config.name, profile)
+    if not (run_dir / CHECKPOINT).is_file():
+        return None
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if RunConfig.from_dict(state["config"]) != config:
+        raise RunConflictError(
+            f"{run_dir / CHECKPOINT} holds a run {config.name!r} of another config; it was kept. To replace it: "
+            f"`rm -r {run_dir}`, or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
+    return state
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
     """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
     data = data if data is not None else load_run_data(config)
     run_dir = paths.run_dir(config.name, profile)
-    ckpt = run_dir / CHECKPOINT
-    if ckpt.is_file() and RunConfig.from_dict(load_checkpoint(ckpt)["config"]) != config:
-        raise RunConflictError(
-            f"{ckpt} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {run_dir}`, "
-            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
+    fresh = own_checkpoint(config, profile) is None  # a run with its own checkpoint resumes: its parent is not needed
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    fresh = not ckpt.is_file()  # a run with its own checkpoint resumes from it: its parent's weights are not needed
     init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
                  init_weights=init)
