@@ -112,10 +112,9 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
         with tqdm(total=len(pending), unit="run", desc="study", disable=not engine.show_progress(), file=sys.stderr) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                running = min(len(pending), int(cpus - ray.available_resources().get("CPU", 0)))
-                bar.set_postfix_str(f"running {running}, queued {len(pending) - running}")
                 for ref in ready:
                     c = pending.pop(ref)
+                    bar.update()
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
@@ -126,7 +125,8 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
                     results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
                     e = result["entry"]
                     tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
-                    bar.update()
+                running = min(len(pending), int(cpus - ray.available_resources().get("CPU", 0)))
+                bar.set_postfix_str(f"running {running}, queued {len(pending) - running}")
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     except KeyboardInterrupt:
         for ref in pending:
