@@ -14,7 +14,6 @@ EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
 export IMG
-JOBS ?= 2
 LAB_IP ?= 127.0.0.1
 PORT ?= 8888
 NB ?= 08_draw_a_digit
@@ -61,12 +60,8 @@ nb/%: data ## (one notebook: make nb/04_training)
 
 experiments: nb/06_experiments ## only the experiments notebook, e.g. `make experiments PROFILE=full` for the 3-seed study
 
-study-runs: data ## train the experiments' runs in JOBS=2 parallel 1-thread workers first, e.g. `make study-runs PROFILE=full`
-	@set -o pipefail; pids=(); start=$$(date +%s); \
-	for k in $$(seq 0 $$(( $(JOBS) - 1 ))); do \
-	  ( MNIST_PROGRESS=0 $(PY) -m mnist_utils train --profile $(PROFILE) --worker $$k/$(JOBS) --threads 1 | sed -u "s/^/[worker $$k] /" ) & pids+=($$!); \
-	done; fail=0; for p in "$${pids[@]}"; do wait $$p || fail=1; done; \
-	echo "   study runs done in $$(( $$(date +%s) - start )) s"; exit $$fail
+study-runs: data ## train the experiments' runs first as Ray tasks: local Ray on all CPUs, or the cluster at RAY_ADDRESS (`make study-runs PROFILE=full`)
+	$(PY) -m mnist_utils train --profile $(PROFILE)
 
 test: data ## ruff, every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	$(VENV)/bin/ruff check .

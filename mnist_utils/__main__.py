@@ -8,7 +8,7 @@ COMMANDS = {
     "predict": ("mnist_utils.predict", "predict the digit in your own images"),
     "export": ("mnist_utils.export", "export a checkpoint to TorchScript and ONNX and verify both"),
     "data": ("mnist_utils.data", "prepare and verify the MNIST files (--repair restores damaged ones)"),
-    "train": ("mnist_utils.experiments", "train study runs ahead of the experiments notebook (parallel workers)"),
+    "train": ("mnist_utils.experiments", "train study runs ahead of the experiments notebook (Ray tasks, local or $RAY_ADDRESS)"),
     "bench": ("mnist_utils.bench", "stock vs project training speed and time to 99 % (writes artifacts/bench.json)"),
     "report": ("mnist_utils.report", "generate the report's LaTeX from artifacts/ and build report/report.pdf"),
 }

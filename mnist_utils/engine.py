@@ -194,15 +194,21 @@ def training_state(config: RunConfig, history: list[dict], model: nn.Module, opt
             "rng_generator": g.get_state(), "history": history}
 
 
-def resume(path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None) -> list[dict]:
-    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its history ([] if none)."""
-    if not Path(path).is_file():
-        return []
+def checkpoint_of(path: Path, config: RunConfig) -> dict:
+    """The checkpoint at ``path``, which ``config`` must have written: else :class:`RunConflictError`, the file kept."""
     state = load_checkpoint(path)
     if RunConfig.from_dict(state["config"]) != config:  # fields added since the checkpoint take their defaults
         raise RunConflictError(
             f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {Path(path).parent}`, "
             f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
+    return state
+
+
+def resume(path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None) -> list[dict]:
+    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its history ([] if none)."""
+    if not Path(path).is_file():
+        return []
+    state = checkpoint_of(path, config)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

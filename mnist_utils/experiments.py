@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 
 import torch
 
-from . import paths
+from . import paths, study
 from .config import PROFILES, QUICK, REFERENCE_AUGMENT, RunConfig
-from .engine import CHECKPOINT, load_model
+from .engine import CHECKPOINT, load_model, select_device
 from .runs import RunData, load_run_data, train_run
 
 
@@ -125,50 +126,36 @@ def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
 
 
 def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):
-    """Every (variant, seed) run of the plan, longest first: the final models, then the ablations and improvements.
-
-    A fine-tune's job trains its parent of the same seed too, so a worker never waits for another's run."""
-    variants = variants if variants is not None else (CLEAN,) + plan.variants
+    """Every (variant, seed) run of the plan, longest first (the final models, then the ablations and improvements);
+    a fine-tune comes after its parent, which is added when not asked for."""
+    asked = variants if variants is not None else (IMPROVED, CLEAN) + plan.variants
+    names = dict.fromkeys(name for v in asked for name in (v.parent, v.name) if name)
+    variants = tuple(VARIANTS[name] for name in names)
     return [(v, s) for v in variants for s in (seeds or (plan.final_seeds if v.group == "final" else plan.seeds))]
 
 
-def parse_worker(text: str) -> tuple[int, int]:
-    """``"K/N"`` → (K, N): this process is worker K (0-based) of N."""
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--worker wants K/N, e.g. 0/2, not {text!r}") from None
-    if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"--worker {text}: K must be 0..N-1")
-    return k, n
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils train`: train study runs ahead of the notebook, e.g. in parallel 1-thread workers."""
+    """`python -m mnist_utils train`: train a profile's study runs as Ray tasks, ahead of the notebook."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils train",
-        description="Train (or resume) the runs of the experiments notebook under a profile's plan; the notebook then "
-        "reuses every finished run. On 2 cores, two workers with --threads 1 (--worker 0/2 and 1/2) finish the study "
-        "sooner than one 2-thread process (`make study-runs` starts them).")
+        description="Train (or resume) the runs of the experiments notebook under a profile's plan, one Ray task per run: "
+        "on the Ray cluster at $RAY_ADDRESS when set, else on a local Ray with this machine's CPUs. Runs already "
+        "finished in artifacts/ are skipped; the notebook then reuses every finished run.")
     parser.add_argument("variants", nargs="*", metavar="VARIANT",
                         help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); default: all of the plan")
     parser.add_argument("--profile", default="full", choices=PROFILES)
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the plan's seeds (final_seeds for final variants)")
-    parser.add_argument("--worker", type=parse_worker, default=(0, 1), metavar="K/N",
-                        help="train only every N-th run, starting at the K-th (0-based)")
-    parser.add_argument("--threads", type=int, help="torch threads for this process (default: torch's choice)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    plan, cache, (k, n) = PLANS[args.profile], {}, args.worker
-    variants = tuple(VARIANTS[name] for name in args.variants) or None
-    for variant, seed in study_jobs(plan, variants, tuple(args.seeds) if args.seeds else None)[k::n]:
-        if variant.parent:
-            run_variant(VARIANTS[variant.parent], (seed,), plan, cache)
-        entry = run_variant(variant, (seed,), plan, cache)[0]
-        print(f"{entry['run']}: val {100 * entry.get('val_accuracy', float('nan')):.2f} %, {entry['train_seconds']:.0f} s",
-              flush=True)
-    return 0
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        select_device()  # a local study: an unknown or missing MNIST_DEVICE fails here, in one line, before Ray starts
+    plan = PLANS[args.profile]
+    jobs = study_jobs(plan, tuple(VARIANTS[name] for name in args.variants) or None, tuple(args.seeds or ()) or None)
+    try:
+        summary = study.run_study([config_for(v, seed, plan) for v, seed in jobs], plan.profile)
+    except KeyboardInterrupt:
+        return 130
+    print(study.describe(summary), flush=True)
+    return 1 if summary["failed"] else 0

@@ -13,7 +13,7 @@ from filelock import FileLock
 from . import paths
 from .config import RunConfig
 from .data import Split, load_split
-from .engine import CHECKPOINT, RunConflictError, evaluate, fit, load_checkpoint  # noqa: F401 (RunConflictError: re-exported)
+from .engine import CHECKPOINT, RunConflictError, checkpoint_of, evaluate, fit, load_checkpoint  # noqa: F401 (re-exported)
 
 VAL_SPLIT_SEED = 12345
 """The validation images are the same for every run, whatever its seed."""
@@ -86,13 +86,18 @@ def read_metrics(profile: str) -> dict:
 
 
 def record_metrics(name: str, entry: dict) -> None:
-    """Add or replace one run's entry in the metrics.json of its profile (a file lock keeps parallel writers safe)."""
+    """Add or replace one run's entry in the metrics.json of its profile; a portable file lock keeps a notebook and a
+    study driver writing at the same time from dropping each other's entries."""
     path = paths.metrics_path(entry["profile"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(path.name + ".lock")):
-        metrics = read_metrics(entry["profile"])
-        metrics[name] = entry
-        write_json(path, metrics)
+        write_json(path, {**read_metrics(entry["profile"]), name: entry})
+
+
+def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
+    """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if another config wrote it."""
+    path = paths.run_dir(config.name, profile) / CHECKPOINT
+    return checkpoint_of(path, config) if path.is_file() else None
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
@@ -100,8 +105,8 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
     run_dir = paths.run_dir(config.name, profile)
     check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
     data = data if data is not None else load_run_data(config)
+    fresh = own_checkpoint(config, profile) is None  # a run with its own checkpoint resumes: its parent is not needed
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    fresh = not (run_dir / CHECKPOINT).is_file()  # a run with its own checkpoint resumes: its parent's weights are not needed
     init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
                  init_weights=init)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from conftest import lesson_namespace
 
@@ -67,38 +66,26 @@ def test_notebook_6_ensemble_averages_probabilities_and_no_shift_is_plain_predic
     assert lesson["accuracy"](torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0])) == 0.5
 
 
-@pytest.mark.slow
-def test_train_command_trains_the_parent_then_its_fine_tune_and_reuses_them(tmp_path, monkeypatch, data_root, capsys):
-    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
-    from mnist_utils.runs import read_metrics
+def test_train_command_hands_the_asked_runs_to_the_study_parents_first(monkeypatch, capsys):
+    seen = []
 
-    assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0
-    metrics = read_metrics("quick")
-    assert set(metrics) == {"improved-seed1", "improved_clean-seed1"}
-    assert metrics["improved_clean-seed1"]["config"]["init_from"] == "improved-seed1"
-    assert metrics["improved-seed1"]["train_images"] == 2000 and "val_accuracy" in metrics["improved-seed1"]
-    first = capsys.readouterr().out
-    assert "improved_clean-seed1: val" in first and "test" not in first  # workers print validation only
-    assert ex.main(["improved_clean", "--profile", "quick", "--seeds", "1"]) == 0  # finished runs are reused, same result
-    assert read_metrics("quick")["improved_clean-seed1"]["test_accuracy"] == metrics["improved_clean-seed1"]["test_accuracy"]
+    def fake_study(configs, profile):
+        seen.append((configs, profile))
+        return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 1 else {}}
+
+    monkeypatch.setattr(ex.study, "run_study", fake_study)
+    assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
+    configs, profile = seen[0]
+    assert profile == "quick" and [c.name for c in configs] == ["improved-seed1", "improved_clean-seed1", "reference-seed1"]
+    assert configs[1] == ex.config_for(ex.CLEAN, 1, ex.PLANS["quick"]) and configs[1].init_from == "improved-seed1"
+    assert "already finished 3" in capsys.readouterr().out
+    assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
 
 
-def test_workers_split_the_study_into_disjoint_shares_that_cover_every_run():
+def test_study_jobs_cover_every_run_once_longest_first_parents_before_fine_tunes():
     plan = ex.PLANS["full"]
     jobs = [(v.name, seed) for v, seed in ex.study_jobs(plan)]
-    assert len(jobs) == len(set(jobs)) == len(plan.final_seeds) + len(plan.variants) * len(plan.seeds)
-    assert jobs[0] == (ex.CLEAN.name, plan.final_seeds[0])  # the longest runs first
-    shares = [jobs[k::2] for k in range(2)]
-    assert not set(shares[0]) & set(shares[1]) and len(shares[0]) + len(shares[1]) == len(jobs)
-    assert ex.study_jobs(plan, (ex.IMPROVED,), (7,)) == [(ex.IMPROVED, 7)]
-
-
-def test_worker_option_is_k_of_n():
-    import argparse
-
-    import pytest
-
-    assert ex.parse_worker("1/2") == (1, 2)
-    for bad in ("2/2", "1", "a/b", "-1/2"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            ex.parse_worker(bad)
+    assert len(jobs) == len(set(jobs)) == 2 * len(plan.final_seeds) + len(plan.variants) * len(plan.seeds)
+    assert jobs[0] == (ex.IMPROVED.name, plan.final_seeds[0])  # the longest runs first
+    assert all(jobs.index((ex.IMPROVED.name, s)) < jobs.index((ex.CLEAN.name, s)) for s in plan.final_seeds)
+    assert ex.study_jobs(plan, (ex.CLEAN,), (7,)) == [(ex.IMPROVED, 7), (ex.CLEAN, 7)]  # a fine-tune brings its parent

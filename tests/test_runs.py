@@ -60,9 +60,10 @@ def test_train_cli_refuses_a_differing_config_in_one_line(tmp_path, monkeypatch,
     taken.parent.mkdir(parents=True)
     taken.write_bytes(tiny_checkpoint.read_bytes())
     assert cli_main(["train", "--profile", "quick", "no_aug", "--seeds", "0"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    assert "rm -r" in err and str(taken.parent) in err
+    out, err = capsys.readouterr()
+    reported = [line for line in out.splitlines() if line.startswith("  FAILED no_aug-seed0:")]  # the study names the run
+    assert len(reported) == 1 and "Traceback" not in out + err
+    assert "rm -r" in reported[0] and str(taken.parent) in reported[0]
     assert taken.read_bytes() == tiny_checkpoint.read_bytes()
 
 

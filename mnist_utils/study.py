@@ -1,0 +1,153 @@
+"""The study's runs as Ray tasks, on this machine or a cluster: each task trains in a folder of its own node and returns
+its results; the driver alone writes artifacts/, one run at a time. Ray is imported only when a study starts."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from unittest import mock
+
+import torch
+from tqdm import tqdm
+
+from . import engine, paths, runs
+from .config import RunConfig
+from .data import load_split
+from .engine import CHECKPOINT, load_checkpoint, save_checkpoint
+
+MAX_RETRIES = 3
+"""How often Ray reruns a task whose worker process died (a real error in the run is never retried)."""
+
+
+def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None, parent: dict | None) -> dict:
+    """One run, in a Ray task with one thread: train under a node-local artifacts folder (a retry on the same node
+    resumes there) from ``resume`` or the ``parent`` result's weights; return its entry, history and checkpoint."""
+    import ray
+
+    torch.set_num_threads(1)
+    start, key = time.perf_counter(), hashlib.sha256(repr((profile, config)).encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir(), "mnist_utils-study", key)
+    with mock.patch.dict(os.environ, {"MNIST_ARTIFACTS_DIR": str(root)}):  # a killed worker never reaches the rmtree
+        for name, state in ((config.name, resume), (config.init_from, parent and parent["checkpoint"])):
+            if state is not None and not (paths.run_dir(name, profile) / CHECKPOINT).is_file():
+                save_checkpoint(paths.run_dir(name, profile) / CHECKPOINT, state)
+        data_root = Path(data_dir) if Path(data_dir).is_dir() else None  # else this node's own copy from the package
+        try:
+            entry = runs.train_run(config, profile, runs.load_run_data(config, load_split(True, data_root), load_split(False, data_root)),
+                              progress=False)
+            run_dir = paths.run_dir(config.name, profile)
+            result = {"entry": entry, "history": runs.read_json(run_dir / "history.json", []),
+                      "checkpoint": load_checkpoint(run_dir / CHECKPOINT)}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    if not math.isfinite(entry["test_loss"]):
+        raise FloatingPointError(f"{config.name}: the loss is {entry['test_loss']} (training diverged); lower its lr")
+    return dict(result, node=ray.get_runtime_context().get_node_id(), task_seconds=time.perf_counter() - start)
+
+
+def _finished(config: RunConfig, profile: str, metrics: dict) -> bool:
+    """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
+    entry = metrics.get(config.name)
+    return (entry is not None and RunConfig.from_dict(entry["config"]) == config
+            and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
+
+
+def _save(config: RunConfig, result: dict, profile: str) -> None:
+    """Write one run's artifacts, each file atomically; the metrics entry last, so a run counts only once it is whole."""
+    save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, result["checkpoint"])
+    runs.write_json(paths.run_dir(config.name, profile) / "history.json", result["history"])
+    runs.record_metrics(config.name, result["entry"])
+
+
+def _why(exc: Exception) -> str:
+    """A task's error in one line: the run's own exception when there is one."""
+    cause = getattr(exc, "cause", None) or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+def run_study(configs: list[RunConfig], profile: str) -> dict:
+    """Train each run of ``configs`` not finished in artifacts/ as one Ray task (parents before their fine-tunes), on
+    the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; return a summary of the study."""
+    metrics, failed, results, resume, parents = runs.read_metrics(profile), {}, [], {}, {}
+    for c in (c for c in configs if not _finished(c, profile, metrics)):  # read artifacts/ before Ray starts
+        if c.init_from in failed:
+            failed[c.name] = f"its parent {c.init_from} failed"
+            continue
+        try:
+            state = runs.own_checkpoint(c, profile)
+            if c.init_from and c.init_from not in resume:  # a parent finished before: its weights go with the task
+                parents[c.init_from] = {"checkpoint": load_checkpoint(paths.run_dir(c.init_from, profile) / CHECKPOINT)}
+            resume[c.name] = state
+        except (runs.RunConflictError, engine.CheckpointError) as exc:
+            failed[c.name] = str(exc)
+    todo = [c for c in configs if c.name in resume]
+    summary = {"runs": len(configs), "skipped": len(configs) - len(todo) - len(failed), "failed": failed}
+    if not todo:
+        return dict(summary, trained=0)
+    start, address = time.perf_counter(), os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:  # a local Ray listens on the loopback only (read when ray is first imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)]},  # this very code
+             logging_level="WARNING", **local)
+    summary["startup_seconds"] = time.perf_counter() - start
+    try:
+        cpus = ray.cluster_resources().get("CPU", 0)
+        task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
+                                             max_retries=MAX_RETRIES)
+        pending, submitted = {}, {}
+        for c in todo:
+            submitted[c.name] = task.remote(c, profile, str(paths.data_dir()), resume[c.name],
+                                            submitted.get(c.init_from) or parents.get(c.init_from))
+            pending[submitted[c.name]] = c
+        del submitted  # the tasks hold their parents' results; the driver drops each result once written
+        with tqdm(total=len(pending), unit="run", desc="study", disable=not engine.show_progress(), file=sys.stderr) as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    c = pending.pop(ref)
+                    bar.update()
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        failed[c.name] = f"its parent {c.init_from} failed" if c.init_from in failed else _why(exc)
+                        tqdm.write(f"{c.name}: FAILED, {failed[c.name]}", file=sys.stderr)
+                        continue
+                    _save(c, result, profile)
+                    results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
+                    e = result["entry"]
+                    tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
+                running = min(len(pending), int(cpus - ray.available_resources().get("CPU", 0)))
+                bar.set_postfix_str(f"running {running}, queued {len(pending) - running}")
+        ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        print(f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left nothing in "
+              f"artifacts/. Run the same command again to go on.", file=sys.stderr)
+        raise
+    finally:
+        ray.shutdown()
+    wall, train = time.perf_counter() - start, sum(r["entry"]["train_seconds"] for r in results)
+    return dict(summary, trained=len(results), wall_seconds=wall, train_seconds=train, speedup=train / wall,
+                task_seconds=sum(r["task_seconds"] for r in results), cpus=cpus,
+                nodes=dict(Counter(f"{ips.get(r['node'], '?')} {r['node'][:8]}" for r in results)))
+
+
+def describe(s: dict) -> str:
+    """The summary printed at the end of a study (``s`` from :func:`run_study`)."""
+    lines = [f"study: runs trained {s['trained']}, already finished {s['skipped']}, failed {len(s['failed'])}"]
+    if "wall_seconds" in s:
+        lines.append(f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on {s['cpus']:.0f} CPUs; "
+                     f"summed train time {s['train_seconds']:.0f} s (in tasks {s['task_seconds']:.0f} s): "
+                     f"{s['speedup']:.2f}x one 1-thread process")
+        lines.append("  runs per node: " + ", ".join(f"{node}: {n}" for node, n in sorted(s["nodes"].items())))
+    return "\n".join(lines + [f"  FAILED {name}: {why}" for name, why in s["failed"].items()])
