@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import data, engine, paths, runs
-from .augment import MNIST_MEAN, MNIST_STD
+from .augment import MNIST_MEAN, MNIST_STD, to_unit
 from .predict import load_default
 
 INPUT_NAME = "image"
@@ -150,7 +150,7 @@ def compare(name: str, reference: torch.Tensor, candidate: torch.Tensor, atol: f
 def verify(model: nn.Module, images_u8: torch.Tensor, torchscript: Path | None, onnx_path: Path | None) -> list[dict]:
     """Compare the exported files with the PyTorch model on uint8 images [N, 28, 28]."""
     reference = engine.predict_log_probs(model, images_u8)
-    x = images_u8.unsqueeze(1).to(torch.float32) / 255.0
+    x = to_unit(images_u8)
     results = []
     if torchscript is not None:
         results.append(compare("TorchScript", reference, run_torchscript(torchscript, x)))

@@ -10,7 +10,8 @@ from torchvision.transforms import functional as TF
 
 from mnist_utils import augment as A
 
-N = 20000
+N = 5000
+"""Draws per distribution test: the KS tests detect a CDF difference of about 0.03 at this size."""
 
 
 def fixed_params(n: int, angle=0.0, crop=(0, 0, 28, 28), shift=(0, 0)) -> dict:

@@ -47,7 +47,8 @@ def _experiments() -> dict:
     flips = {"reference": {"6->9": 0.0, "9->6": 0.0, "2->5": 0.0, "5->2": 0.0},
              "flips": {"6->9": 57.7, "9->6": 28.0, "2->5": 43.0, "5->2": 28.7}}
     return {"profile": "default", "seeds": [0, 1, 2], "epochs": 10, "improved_epochs": 10, "final_seeds": [0, 1, 2],
-            "finetune_epochs": 2, "flip_confusion": flips, "final": final, "rows": rows}
+            "finetune_epochs": 2, "flip_confusion": flips, "val_images": 5000,
+            "improved_from": ["batchnorm", "third_conv", "onecycle", "label_smoothing"], "final": final, "rows": rows}
 
 
 def _analysis(accuracy: float, profile: str) -> dict:
