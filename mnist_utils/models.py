@@ -20,8 +20,8 @@ class ReferenceCNN(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))  # 32×14×14
-        x = self.pool(F.relu(self.conv2(x)))  # 64×7×7
+        x = F.relu(self.pool(self.conv1(x)))  # 32×14×14 (pool, then ReLU: the same numbers, 4× less work)
+        x = F.relu(self.pool(self.conv2(x)))  # 64×7×7
         x = torch.flatten(x, 1)  # 3,136 numbers per image
         x = self.dropout(F.relu(self.fc1(x)))  # 128
         return F.log_softmax(self.fc2(x), dim=1)  # log-probabilities of the 10 digits
