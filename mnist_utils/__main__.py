@@ -27,9 +27,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors a user can cause (damaged, conflicting or unwritable files, an unknown device): one line, no traceback."""
     from .data import MnistDataError
     from .engine import CheckpointError, DeviceError
-    from .runs import ArtifactError, RunConflictError
+    from .runs import ArtifactError
 
-    return MnistDataError, CheckpointError, DeviceError, ArtifactError, RunConflictError, OSError
+    return MnistDataError, CheckpointError, DeviceError, ArtifactError, OSError  # CheckpointError includes RunConflictError
 
 
 def main(argv: list[str] | None = None) -> int:

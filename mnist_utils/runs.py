@@ -105,7 +105,7 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
     run_dir = paths.run_dir(config.name, profile)
     check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
     data = data if data is not None else load_run_data(config)
-    fresh = own_checkpoint(config, profile) is None  # a run with its own checkpoint resumes: its parent is not needed
+    fresh = not (run_dir / CHECKPOINT).is_file()  # a run with its own checkpoint resumes (fit checks its config): no parent
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
     init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
     result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
