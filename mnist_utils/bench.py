@@ -1,4 +1,5 @@
-"""`make bench`: the reference recipe the stock torchvision way vs the project's engine vs pure compute, and time to 99 %."""
+"""`make bench`: the reference recipe the stock torchvision way vs the project's engine vs pure compute vs the hardware
+floor, interleaved (A B C … A B C …) so machine noise hits every pipeline alike; and time to 99 % over several seeds."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +7,14 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import paths
-from .augment import reference_pipeline
+from .augment import REFERENCE_SPEC, augment_batch, reference_pipeline, to_unit
 from .config import RunConfig
 from .data import load_split, mnist_dataset
 from .engine import evaluate, fit
@@ -19,6 +22,8 @@ from .models import ReferenceCNN
 from .runs import write_json
 
 REFERENCE = RunConfig(name="bench")
+EPOCH = 60000
+"""Images per epoch of the reference recipe: every rate is converted to seconds per epoch."""
 
 FAST_RECIPE = RunConfig(
     name="fast", model="fast", epochs=2, batch_size=256, lr=5e-3, schedule="onecycle", augment=()
@@ -28,7 +33,24 @@ FAST_RECIPE = RunConfig(
 
 def _rate(images: int, seconds: float) -> float:
     """Seconds per 60,000-image epoch at the measured rate."""
-    return 60000 * seconds / images
+    return EPOCH * seconds / images
+
+
+def _timed_steps(step: Callable[[], None], steps: int, warmup: int = 5) -> float:
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
+
+
+def _adam_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One training step of the reference recipe: forward, NLL loss, backward, Adam."""
+    opt.zero_grad(set_to_none=True)
+    F.nll_loss(model(x), y).backward()
+    opt.step()
 
 
 def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
@@ -37,25 +59,11 @@ def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
 
     torch.manual_seed(seed)
     ds = mnist_dataset(train=True, transform=reference_pipeline(train=True))
-    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers, persistent_workers=False)
+    loader = iter(DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers))
     model = ReferenceCNN()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
-    it = iter(loader)
-    for _ in range(5):  # warm-up (worker start-up excluded from the rate)
-        x, y = next(it)
-        opt.zero_grad()
-        F.nll_loss(model(x), y).backward()
-        opt.step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        x, y = next(it)
-        opt.zero_grad()
-        F.nll_loss(model(x), y).backward()
-        opt.step()
-    seconds = time.perf_counter() - start
-    del it, loader
-    return _rate(64 * steps, seconds)
+    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, *next(loader)), steps))  # warm-up: worker start
 
 
 def project_epoch_s(steps: int, seed: int = 0) -> float:
@@ -68,23 +76,58 @@ def project_epoch_s(steps: int, seed: int = 0) -> float:
 def compute_epoch_s(steps: int, seed: int = 0, channels_last: bool = True) -> float:
     """Forward + backward + fused Adam step alone, on random tensors; defaults are the settings the engine trains with."""
     torch.manual_seed(seed)
-    model = ReferenceCNN()
-    x = torch.randn(64, 1, 28, 28)
+    model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    y = torch.randint(0, 10, (64,))
-    for i in range(steps + 5):
-        if i == 5:
-            start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, x, y), steps))
+
+
+def augment_epoch_s(steps: int, seed: int = 0) -> float:
+    """The engine's batched augmentation alone (uint8 → float, one affine per image, ``grid_sample``)."""
+    g = torch.Generator().manual_seed(seed)
+    images = load_split(True).images[: 64 * steps]
+    batches = iter(images.split(64))
+    return _rate(64 * steps, _timed_steps(lambda: augment_batch(to_unit(next(batches)), g, REFERENCE_SPEC), steps - 5))
+
+
+PIPELINES: dict[str, Callable[[int, int], float]] = {
+    "stock, 0 workers": lambda steps, seed: stock_epoch_s(steps, 0, seed),
+    "stock, 2 workers": lambda steps, seed: stock_epoch_s(steps, 2, seed),
+    "engine": project_epoch_s,
+    "compute, channels-last (engine)": compute_epoch_s,
+    "compute, contiguous": lambda steps, seed: compute_epoch_s(steps, seed, channels_last=False),
+    "augmentation alone": augment_epoch_s,
+}
+"""What one round of the benchmark measures, in this order, each in seconds per epoch."""
+
+
+def interleaved(pipelines: dict[str, Callable[[int, int], float]], rounds: int, steps: int) -> dict[str, list[float]]:
+    """``rounds`` rounds of A B C …: a drift of the machine's load lands on every pipeline alike."""
+    values: dict[str, list[float]] = {name: [] for name in pipelines}
+    for r in range(rounds):
+        for name, measure in pipelines.items():
+            values[name].append(measure(steps, r))
+    return values
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Min, median and max of repeated measurements."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def epoch_flops() -> float:
+    """Floating-point operations of one epoch of the reference recipe (forward + backward), counted by PyTorch."""
+    model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    with FlopCounterMode(display=False) as counter:
         F.nll_loss(model(x), y).backward()
-        opt.step()
-    return _rate(64 * steps, time.perf_counter() - start)
+    return counter.get_total_flops() * EPOCH / 64
 
 
-CPU_SETTINGS = {"contiguous": {"channels_last": False}, "channels_last (engine)": {"channels_last": True}}
-"""The CPU-side choices the engine makes, measured one against another (same maths, different speed)."""
+def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """This CPU's measured float32 matrix-multiply rate (GFLOP/s) with the threads PyTorch uses."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 * repeats / _timed_steps(lambda: a @ b, repeats) / 1e9
 
 
 def time_to_99(config: RunConfig = FAST_RECIPE) -> dict:
@@ -92,69 +135,52 @@ def time_to_99(config: RunConfig = FAST_RECIPE) -> dict:
     train, test = load_split(True), load_split(False)
     start = time.perf_counter()
     result = fit(config, train, None, device="cpu", progress=False)
-    metrics = evaluate(result.model, test)
-    return {"seconds": time.perf_counter() - start, "test_accuracy": metrics["accuracy"], "recipe": config.to_dict()}
-
-
-def median_of(fn, repeats: int, *args) -> tuple[float, list[float]]:
-    """Median and all values of ``repeats`` calls."""
-    values = [fn(*args) for _ in range(repeats)]
-    return statistics.median(values), values
+    accuracy = evaluate(result.model, test)["accuracy"]
+    return {"seed": config.seed, "seconds": time.perf_counter() - start, "test_accuracy": accuracy}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print a table, write ``artifacts/bench.json``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=150, help="batches of 64 per measurement (an epoch is 938)")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per pipeline (the median is kept)")
-    parser.add_argument("--race-repeats", type=int, default=3, help="time-to-99 %% runs (the median is kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds: every pipeline is measured once per round")
+    parser.add_argument("--race-seeds", type=int, default=5, help="seeds of the time-to-99 %% race")
     args = parser.parse_args(argv)
     print(f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.steps} batches of 64 per measurement, median of {args.repeats}")
-    stock = {}
-    for workers in (0, 2):
-        stock[workers], _ = median_of(stock_epoch_s, args.repeats, args.steps, workers)
-        print(f"  stock pipeline, {workers} DataLoader workers: {stock[workers]:.1f} s/epoch")
-    best_workers = min(stock, key=stock.get)
-    project, project_all = median_of(project_epoch_s, args.repeats, args.steps)
-    compute, compute_all = median_of(compute_epoch_s, args.repeats, args.steps)
-    settings = {}
-    for label, kwargs in CPU_SETTINGS.items():
-        settings[label] = statistics.median(compute_epoch_s(args.steps, **kwargs) for _ in range(args.repeats))
-        print(f"  model compute, {label}: {settings[label]:.1f} s/epoch")
-    races = [time_to_99() for _ in range(args.race_repeats)]
-    race = sorted(races, key=lambda r: r["seconds"])[len(races) // 2]
+          f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64")
+    values = interleaved(PIPELINES, args.rounds, args.steps)
+    epochs = {name: spread(v) for name, v in values.items()}
+    stock = min((name for name in epochs if name.startswith("stock")), key=lambda name: epochs[name]["median"])
+    gflops = statistics.median(sgemm_gflops() for _ in range(3))
+    flops = epoch_flops()
+    floor = flops / (gflops * 1e9)
+    races = [time_to_99(FAST_RECIPE.replace(seed=s)) for s in range(args.race_seeds)]
+    accuracies = [r["test_accuracy"] for r in races]
+    median = {name: e["median"] for name, e in epochs.items()}
     result = {
-        "stock_epoch_s": stock[best_workers],
-        "stock_workers": best_workers,
-        "stock_epoch_s_by_workers": {str(k): v for k, v in stock.items()},
-        "project_epoch_s": project,
-        "project_epoch_s_all": project_all,
-        "compute_epoch_s": compute,
-        "compute_epoch_s_all": compute_all,
-        "speedup_vs_stock": stock[best_workers] / project,
-        "project_over_compute": project / compute,
-        "compute_epoch_s_by_setting": settings,
-        "time_to_99_s": race["seconds"],
-        "time_to_99_accuracy": race["test_accuracy"],
-        "time_to_99_all": [{"seconds": r["seconds"], "test_accuracy": r["test_accuracy"]} for r in races],
-        "time_to_99_recipe": race["recipe"],
-        "steps_per_measurement": args.steps,
-        "repeats": args.repeats,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
+        "epoch_s": epochs, "epoch_s_all": values, "stock": stock,
+        "speedup_vs_stock": median[stock] / median["engine"],
+        "engine_over_compute": median["engine"] / median["compute, channels-last (engine)"],
+        "epoch_tflop": flops / 1e12, "sgemm_gflops": gflops, "floor_epoch_s": floor,
+        "engine_share_of_floor": floor / median["engine"],
+        "time_to_99_s": spread([r["seconds"] for r in races]),
+        "time_to_99_accuracy": {"mean": statistics.mean(accuracies), "min": min(accuracies),
+                                "reached": sum(a >= 0.99 for a in accuracies), "seeds": len(races)},
+        "time_to_99_all": races, "time_to_99_recipe": FAST_RECIPE.to_dict(),
+        "steps_per_measurement": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "device": "cpu",
     }
-    rows = [
-        ("stock torchvision pipeline (s/epoch)", f"{result['stock_epoch_s']:.1f}", f"{best_workers} workers"),
-        ("project engine (s/epoch)", f"{project:.1f}", f"{result['speedup_vs_stock']:.2f}x faster than stock"),
-        ("model compute alone (s/epoch)", f"{compute:.1f}", f"engine / compute = {result['project_over_compute']:.3f}"),
-        ("time to 99 % (s, eval included)", f"{race['seconds']:.1f}", f"test accuracy {100 * race['test_accuracy']:.2f} %"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print()
-    for name, value, note in rows:
-        print(f"  {name:<{width}}  {value:>7}   {note}")
+    width = max(map(len, epochs))
+    print(f"\n  {'seconds per epoch':<{width}}     min  median     max")
+    for name, e in epochs.items():
+        print(f"  {name:<{width}}  {e['min']:6.1f}  {e['median']:6.1f}  {e['max']:6.1f}")
+    print(f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm {gflops:.0f} GFLOP/s)\n")
+    t = result["time_to_99_s"]
+    print(f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), {result['engine_over_compute']:.3f}x "
+          f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed\n"
+          f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / max of {len(races)} seeds, "
+          f"eval included); test accuracy mean {100 * statistics.mean(accuracies):.2f} %, min {100 * min(accuracies):.2f} %, "
+          f"≥ 99 % in {result['time_to_99_accuracy']['reached']} of {len(races)}")
     write_json(paths.artifacts_dir() / "bench.json", result)
     print(f"\nwritten to {paths.artifacts_dir() / 'bench.json'}")
     return 0

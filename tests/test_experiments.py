@@ -37,6 +37,14 @@ def test_full_profile_is_the_complete_multi_seed_study():
     assert {"onecycle", "batchnorm", "third_conv", "strong_aug", "label_smoothing", "elastic"} <= names
 
 
+def test_default_profile_backs_every_comparison_with_three_seeds():
+    default, full = ex.PLANS["default"], ex.PLANS["full"]
+    assert len(default.seeds) >= 3 and len(default.final_seeds) >= 3
+    trained = {v.name for v in default.variants}
+    assert {"reference", "flips"} <= trained  # the flips comparison of the report
+    assert trained | set(ex.FULL_ONLY) == {v.name for v in full.variants} and not trained & set(ex.FULL_ONLY)
+
+
 def test_notebook_6_summary_is_mean_and_sample_sd_in_percent():
     summarise = lesson_namespace("06_experiments.ipynb", plan=ex.PLANS["full"])["summarise"]
     entries = [{"test_accuracy": a, "val_accuracy": a, "train_seconds": 2.0, "epochs": 3} for a in (0.99, 0.995, 0.992)]
