@@ -143,11 +143,9 @@ def to_gray(image: Image.Image) -> np.ndarray:
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image))
-        if mode == "L":
-            return np.asarray(image, dtype=np.float64) / 255.0
         if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
             return _alpha_composite(np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0)
-        rgb = image if mode in ("1", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
+        rgb = image if mode in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
         return np.asarray(rgb.convert("L"), dtype=np.float64) / 255.0
     except (ValueError, OSError) as exc:
         raise PredictError(f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first.") from exc
