@@ -40,7 +40,7 @@ class Interrupted(RuntimeError):
 
 
 def select_device(preference: str | None = None) -> torch.device:
-    """``preference`` or ``$MNIST_DEVICE`` if given, else CUDA, then MPS, then CPU."""
+    """``preference`` or ``$MNIST_DEVICE`` if given, else this machine's accelerator (CUDA, MPS, ...), else the CPU."""
     preference = preference or os.environ.get("MNIST_DEVICE") or None
     if preference:
         try:
@@ -53,11 +53,7 @@ def select_device(preference: str | None = None) -> torch.device:
             raise DeviceError(f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
                               f"MNIST_DEVICE to pick the best one.")
         return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
 
 
 def show_progress() -> bool:
