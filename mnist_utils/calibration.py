@@ -135,15 +135,9 @@ def input_gradients(model: nn.Module, images_u8: torch.Tensor, target_classes: t
 def confused_examples(labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor, pairs: Sequence[dict],
                       per_pair: int = 2, total: int = 6) -> list[int]:
     """Indices of misclassified images from the given ``{"a", "b"}`` pairs (most confident first), topped up with other errors."""
-    wrong = pred != labels
+    order, wrong = confidence.argsort(descending=True).tolist(), (pred != labels).tolist()
+    errors = [(i, {int(labels[i]), int(pred[i])}) for i in order if wrong[i]]  # most confident first
     chosen: list[int] = []
     for pair in pairs:
-        a, b = pair["a"], pair["b"]
-        hit = (wrong & (((labels == a) & (pred == b)) | ((labels == b) & (pred == a)))).nonzero().squeeze(1)
-        hit = hit[confidence[hit].argsort(descending=True)]
-        chosen += [int(i) for i in hit[:per_pair] if int(i) not in chosen][: total - len(chosen)]
-        if len(chosen) >= total:
-            return chosen
-    rest = wrong.nonzero().squeeze(1)
-    rest = rest[confidence[rest].argsort(descending=True)]
-    return chosen + [int(i) for i in rest if int(i) not in chosen][: total - len(chosen)]
+        chosen += [i for i, classes in errors if classes == {pair["a"], pair["b"]} and i not in chosen][:per_pair]
+    return (chosen + [i for i, _ in errors if i not in chosen])[:total]
