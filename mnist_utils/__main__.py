@@ -23,15 +23,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors a user can cause (damaged, conflicting or unwritable files, an unknown device): one line, no traceback."""
-    from .data import MnistDataError
-    from .engine import CheckpointError, DeviceError
-    from .runs import ArtifactError
-
-    return MnistDataError, CheckpointError, DeviceError, ArtifactError, OSError  # CheckpointError includes RunConflictError
-
-
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the command's ``main``; usage and exit 2 for a missing or unknown command, exit 1 for a user error."""
     argv = sys.argv[1:] if argv is None else argv
@@ -44,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
+    from .data import MnistDataError  # imported here: `--help` and usage need no torch
+    from .engine import CheckpointError, DeviceError
+    from .runs import ArtifactError
+
     try:
         return module.main(argv[1:])
-    except user_errors() as exc:
+    except (MnistDataError, CheckpointError, DeviceError, ArtifactError, OSError) as exc:  # a user's error: one line, no traceback
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even when torch's message has several
         return 1
 

@@ -39,14 +39,8 @@ class AugmentSpec:
         elastic = 34.0 if "elastic" in names else 0.0
         if "strong" in names:
             return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12, elastic_alpha=elastic)
-        return cls(
-            rotate="rotate" in names,
-            crop="crop" in names,
-            translate="translate" in names,
-            hflip="flip" in names,
-            vflip="flip" in names,
-            elastic_alpha=elastic,
-        )
+        return cls(rotate="rotate" in names, crop="crop" in names, translate="translate" in names, hflip="flip" in names,
+                   vflip="flip" in names, elastic_alpha=elastic)
 
     @property
     def active(self) -> bool:
@@ -75,11 +69,11 @@ def reference_transforms(spec: AugmentSpec = REFERENCE_SPEC) -> list:
     return out
 
 
-def reference_pipeline(train: bool, mean: float = MNIST_MEAN, std: float = MNIST_STD, spec: AugmentSpec = REFERENCE_SPEC):
-    """The stock torchvision pipeline: (augmentation for training) + ToTensor + Normalize."""
+def reference_pipeline(train: bool):
+    """The stock torchvision pipeline: (the reference augmentation for training) + ToTensor + Normalize."""
     from torchvision import transforms as T
 
-    return T.Compose((reference_transforms(spec) if train else []) + [T.ToTensor(), T.Normalize((mean,), (std,))])
+    return T.Compose((reference_transforms() if train else []) + [T.ToTensor(), T.Normalize((MNIST_MEAN,), (MNIST_STD,))])
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -98,9 +92,8 @@ def sample_crop(n: int, g: torch.Generator, scale=(0.7, 1.0), ratio=(0.9, 1.1), 
     first = torch.argmax(ok.to(torch.int8), dim=1)
     rows = torch.arange(n)
     w, h, found = w[rows, first], h[rows, first], ok.any(dim=1)
-    fallback = float(size)  # ratio range always contains 1 here, so torchvision's fallback is the whole image
-    w = torch.where(found, w, torch.full_like(w, fallback))
-    h = torch.where(found, h, torch.full_like(h, fallback))
+    w = torch.where(found, w, float(size))  # ratio range always contains 1 here, so torchvision's fallback is the whole image
+    h = torch.where(found, h, float(size))
     top = torch.floor(torch.rand(n, generator=g, dtype=torch.float64) * (size - h + 1))
     left = torch.floor(torch.rand(n, generator=g, dtype=torch.float64) * (size - w + 1))
     return torch.stack([top, left, h, w], dim=1)
@@ -111,11 +104,8 @@ def sample_params(n: int, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC
     zeros = torch.zeros(n, dtype=torch.float64)
     angle = _uniform(n, -spec.degrees, spec.degrees, g) if spec.rotate else zeros
     crop = sample_crop(n, g, spec.scale, spec.ratio, size) if spec.crop else torch.tensor([[0.0, 0.0, size, size]]).repeat(n, 1).double()
-    if spec.translate:
-        max_d = spec.shift * size
-        shift = torch.round(_uniform(2 * n, -max_d, max_d, g)).view(n, 2)
-    else:
-        shift = torch.zeros(n, 2, dtype=torch.float64)
+    max_d = spec.shift * size
+    shift = torch.round(_uniform(2 * n, -max_d, max_d, g)).view(n, 2) if spec.translate else torch.zeros(n, 2, dtype=torch.float64)
     hflip = (torch.rand(n, generator=g) < 0.5) if spec.hflip else torch.zeros(n, dtype=torch.bool)
     vflip = (torch.rand(n, generator=g) < 0.5) if spec.vflip else torch.zeros(n, dtype=torch.bool)
     return {"angle": angle, "crop": crop, "shift": shift, "hflip": hflip, "vflip": vflip}
@@ -181,5 +171,5 @@ def to_unit(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """(x - mean) / std for images in [0, 1]."""
+    """(x - mean) / std for images in [0, 1] (the defaults as parameters: TorchScript cannot read a module's floats)."""
     return (x - mean) / std

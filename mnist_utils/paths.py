@@ -30,34 +30,25 @@ def report_dir() -> Path:
     return _from_env("MNIST_REPORT_DIR", ROOT / "report")
 
 
-def report_source() -> Path:
-    """The hand-written LaTeX source (always in the repository)."""
-    return ROOT / "report" / "main.tex"
-
-
 def figures_dir() -> Path:
     """Figures written by the notebooks for the report (``<report dir>/figures``)."""
     return report_dir() / "figures"
 
 
 def generated_dir() -> Path:
-    """LaTeX macros and tables written from artifacts (``<report dir>/generated``)."""
+    """The filled template (``<report dir>/generated``)."""
     return report_dir() / "generated"
 
 
-def profile_dir(profile: str) -> Path:
-    """Every run trained under one profile: runs of different profiles never share a checkpoint path."""
-    return artifacts_dir() / "runs" / profile
+def run_dir(name: str, profile: str) -> Path:
+    """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>`` (runs of different profiles
+    never share a checkpoint path)."""
+    return artifacts_dir() / "runs" / profile / name
 
 
 def metrics_path(profile: str) -> Path:
-    """JSON file with one entry per run name of ``profile``."""
-    return profile_dir(profile) / "metrics.json"
-
-
-def run_dir(name: str, profile: str) -> Path:
-    """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>``."""
-    return profile_dir(profile) / name
+    """JSON file with one entry per run name of ``profile``: ``artifacts/runs/<profile>/metrics.json``."""
+    return artifacts_dir() / "runs" / profile / "metrics.json"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

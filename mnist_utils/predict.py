@@ -11,11 +11,12 @@ import json
 import os
 import sys
 import warnings
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from scipy import ndimage
 from torch import nn
 
@@ -56,8 +57,11 @@ def default_checkpoint() -> Path:
     return paths.run_dir("reference", "default") / engine.CHECKPOINT
 
 
-def describe_checkpoint(path: Path, config: RunConfig) -> str:
-    """One line naming the model a command uses: file, run, profile, and the test accuracy its metrics.json records."""
+def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
+    """(the model of ``checkpoint`` or :func:`default_checkpoint` on the CPU, one line naming it: file, run, profile,
+    and the test accuracy its metrics.json records)."""
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, config, _ = engine.load_model(path, torch.device("cpu"))
     run, profile, metrics = path.parent.name, path.parent.parent.name, path.parent.parent / "metrics.json"
     try:
         entry = runs.read_json(metrics, {}).get(run, {})
@@ -67,14 +71,7 @@ def describe_checkpoint(path: Path, config: RunConfig) -> str:
     score = f"test accuracy {100 * entry['test_accuracy']:.2f} % in {metrics}" if same else "no test accuracy recorded for it"
     note = "; a smoke-test model (2,000 training images): train a real one with `make run-all`" if profile == "quick" else ""
     where = f", profile {profile}" if profile in PROFILES else ""
-    return f"model: {path} (run {config.name}{where}, {score}{note})"
-
-
-def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
-    """(the model of ``checkpoint`` or :func:`default_checkpoint` on the CPU, the line that describes it)."""
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    model, config, _ = engine.load_model(path, torch.device("cpu"))
-    return model, describe_checkpoint(path, config)
+    return model, f"model: {path} (run {config.name}{where}, {score}{note})"
 
 
 def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
@@ -102,7 +99,8 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                 image.load()
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:  # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
-                    best = max(range(min(frames, MAX_FRAMES)), key=lambda k: _contrast(image, k))
+                    spread = [np.nanstd(to_gray(frame)) for frame in islice(ImageSequence.Iterator(image), MAX_FRAMES)]
+                    best = int(np.argmax(spread))
                     image.seek(best)
                     image.info["frame"] = f"frame {best + 1} of {frames}"
                 return ImageOps.exif_transpose(image)
@@ -116,12 +114,6 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
         raise PredictError(
             f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated or damaged?"
         ) from exc
-
-
-def _contrast(image: Image.Image, frame: int) -> float:
-    """Standard deviation of the grayscale pixels of one frame (0 for a blank frame)."""
-    image.seek(frame)
-    return float(np.nanstd(to_gray(image)))
 
 
 def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
@@ -151,11 +143,9 @@ def to_gray(image: Image.Image) -> np.ndarray:
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image))
-        if mode == "L":
-            return np.asarray(image, dtype=np.float64) / 255.0
         if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
             return _alpha_composite(np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0)
-        rgb = image if mode in ("1", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
+        rgb = image if mode in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
         return np.asarray(rgb.convert("L"), dtype=np.float64) / 255.0
     except (ValueError, OSError) as exc:
         raise PredictError(f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first.") from exc
@@ -174,14 +164,11 @@ def otsu_threshold(gray: np.ndarray, bins: int = 256) -> float:
 
 def ink_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink in [0, 1], bright on black; the pixels above Otsu's threshold). The background is the majority class."""
-    if gray.size == 0:
-        raise PredictError("image has zero size; it holds no digit.")
     strong = gray >= otsu_threshold(gray)
     if strong.mean() > 0.5:  # most pixels are bright: dark ink on light paper
         gray, strong = 1.0 - gray, ~strong
-    if not strong.any() or strong.all():
-        raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
-    background, ink_level = float(np.median(gray[~strong])), float(np.percentile(gray[strong], 90))
+    two_classes = strong.any() and not strong.all()
+    background, ink_level = (float(np.median(gray[~strong])), float(np.percentile(gray[strong], 90))) if two_classes else (0, 0)
     if ink_level - background < MIN_CONTRAST:
         raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
     return np.clip((gray - background) / (ink_level - background), 0.0, 1.0), strong
@@ -223,8 +210,10 @@ def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
 def preprocess_array(gray: np.ndarray) -> torch.Tensor:
     """A float grayscale image [H, W] in [0, 1] of one digit, either polarity → uint8 [28, 28] as in MNIST."""
     gray = np.asarray(gray, dtype=np.float64)
-    if gray.ndim != 2 or gray.size == 0:
-        raise PredictError(f"expected a non-empty 2-D grayscale array, got shape {gray.shape}.")
+    if gray.size == 0:
+        raise PredictError("image has zero size; it holds no digit.")
+    if gray.ndim != 2:
+        raise PredictError(f"expected a 2-D grayscale array, got shape {gray.shape}.")
     finite = np.isfinite(gray)
     if not finite.any():
         raise PredictError("image is blank: no pixel has a finite value.")
@@ -240,11 +229,11 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.rint(field * 255.0).clip(0, 255).astype(np.uint8))
 
 
-def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
-    """Resize to fit a ``box``×``box`` square, aspect ratio kept, with Lanczos anti-aliasing; peak rescaled to 1."""
+def fit_box(ink: np.ndarray) -> np.ndarray:
+    """Resize to fit the BOX×BOX square, aspect ratio kept, with Lanczos anti-aliasing; peak rescaled to 1."""
     height, width = ink.shape
-    scale = box / max(height, width)
-    size = (max(1, min(box, round(width * scale))), max(1, min(box, round(height * scale))))
+    scale = BOX / max(height, width)
+    size = (max(1, min(BOX, round(width * scale))), max(1, min(BOX, round(height * scale))))
     resized = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))
     resized = np.clip(resized.astype(np.float64), 0.0, None)
     peak = float(resized.max())
@@ -253,26 +242,18 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     return np.clip(resized / peak, 0.0, 1.0)
 
 
-def _round_half_up(value: float) -> int:
-    """Round to the nearest integer, halves up, ignoring float noise (so symmetric shapes always shift alike)."""
-    return int(np.floor(value + 0.5 + 1e-6))
-
-
-def place_centred(patch: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """Paste ``patch`` into a ``size``×``size`` field so its centre of mass lands on pixel (size/2, size/2)."""
-    cy, cx = ndimage.center_of_mass(patch)
-    h, w = patch.shape
-    top = int(np.clip(_round_half_up(size / 2 - cy), 0, size - h))
-    left = int(np.clip(_round_half_up(size / 2 - cx), 0, size - w))
-    field = np.zeros((size, size))
+def place_centred(patch: np.ndarray) -> np.ndarray:
+    """Paste ``patch`` into a SIZE×SIZE field so its centre of mass lands on pixel (SIZE/2, SIZE/2)."""
+    offset = SIZE / 2 - np.array(ndimage.center_of_mass(patch))
+    h, w = patch.shape  # halves round up, float noise ignored: symmetric shapes always shift alike
+    top, left = np.clip(np.floor(offset + 0.5 + 1e-6), 0, [SIZE - h, SIZE - w]).astype(int)
+    field = np.zeros((SIZE, SIZE))
     field[top : top + h, left : left + w] = patch
     return field
 
 
 def preprocess(image: Image.Image) -> torch.Tensor:
     """Any Pillow image of one digit → uint8 [28, 28], bright on black, MNIST-normalised (20×20 box, centre of mass)."""
-    if image.width == 0 or image.height == 0:
-        raise PredictError("image has zero size; it holds no digit.")
     return preprocess_array(to_gray(image))
 
 
@@ -281,26 +262,14 @@ def predict_images(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
     return engine.predict_log_probs(model, images_u8).exp()
 
 
-def load_predictor(checkpoint: Path | str) -> nn.Module:
-    """The trained model of a checkpoint on the CPU (a missing or incompatible one raises CheckpointError)."""
-    model, _, _ = engine.load_model(Path(checkpoint), torch.device("cpu"))
-    return model
-
-
 def top_k(probs: torch.Tensor, k: int = 3) -> list[list]:
     """The ``k`` most probable digits of one row as [[digit, probability], ...]."""
     values, digits = probs.topk(k)
     return [[int(d), float(p)] for d, p in zip(digits, values, strict=False)]
 
 
-def format_line(name: str, top: list[list]) -> str:
-    """One output line: file, predicted digit, top-3 as ``d:prob``."""
-    shown = " ".join(f"{d}:{p:.3f}" for d, p in top)
-    return f"{name}: {top[0][0]}  (top-3 {shown})"
-
-
-def _parser() -> argparse.ArgumentParser:
-    """Command-line options of `python -m mnist_utils predict`."""
+def main(argv: list[str] | None = None) -> int:
+    """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2 bad checkpoint."""
     parser = argparse.ArgumentParser(prog="python -m mnist_utils predict",
                                      description="Predict the digit in each image with a trained checkpoint.")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
@@ -309,21 +278,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="checkpoint to use (default: the trained run with the best recorded test accuracy, "
                              "full or default profile)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
-    return parser
-
-
-def _write_json(path: Path, results: list[dict]) -> str | None:
-    """Write the results; return an error message instead of raising."""
-    try:
-        paths.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
-    except OSError as exc:
-        return f"cannot write {path}: {exc.strerror or exc}"
-    return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2 bad checkpoint."""
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         model, described = load_default(args.checkpoint)
     except (engine.CheckpointError, runs.ArtifactError) as exc:
@@ -354,12 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in result:
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr)
         else:
-            print(format_line(result["file"], result["top3"]))
+            print(f"{result['file']}: {result['prediction']}  (top-3 {' '.join(f'{d}:{p:.3f}' for d, p in result['top3'])})")
     failed = any("error" in r for r in results)
     if args.json is not None:
-        problem = _write_json(args.json, results)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
+        try:
+            paths.atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
+        except OSError as exc:
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             failed = True
     return 1 if failed else 0
 

@@ -80,15 +80,11 @@ def load_json(path: Path):
         raise ReportError(f"{path} is not readable JSON ({exc}); re-create it with `{FIX}`.") from exc
 
 
-def report_profile(artifacts: Path) -> str:
-    """The profile the pipeline last ran (analysis.json says): its reference run is the one the report describes."""
-    analysis = load_json(artifacts / "analysis.json") if (artifacts / "analysis.json").is_file() else {}
-    return analysis.get("profile", "default") if isinstance(analysis, dict) else "default"
-
-
 def inputs(artifacts: Path, figures: Path) -> dict[str, tuple[Path, str]]:
-    """Every required input: template name → (path, notebook that writes it)."""
-    run = artifacts / "runs" / report_profile(artifacts)
+    """Every required input: template name → (path, notebook that writes it); the runs are those of the profile the
+    pipeline last ran (analysis.json says)."""
+    analysis = load_json(artifacts / "analysis.json") if (artifacts / "analysis.json").is_file() else {}
+    run = artifacts / "runs" / (analysis.get("profile", "default") if isinstance(analysis, dict) else "default")
     files = {key: (artifacts / f"{key}.json", nb) for key, nb in ARTIFACTS.items()}
     files |= {"metrics": (run / "metrics.json", "04_training"), "history": (run / RUN / "history.json", "04_training")}
     return files | {f"figure {name}": (figures / f"{name}.pdf", nb) for nb, names in FIGURES.items() for name in names}

@@ -116,19 +116,10 @@ def train_run(config: RunConfig, profile: str, data: RunData | None = None, devi
 def record_run(config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData) -> dict:
     """Score a finished run on its test images once; write its history.json and its entry in metrics.json."""
     test = evaluate(model, data.test)
-    entry = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "epochs": config.epochs,
-        "seed": config.seed,
-        "train_seconds": sum(row["epoch_seconds"] for row in history),
-        "profile": profile,
-        "train_images": len(data.train),
-        "test_images": len(data.test),
-        "device": str(next(model.parameters()).device),
-        "threads": torch.get_num_threads(),
-        "config": config.to_dict(),
-    }
+    entry = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": config.epochs, "seed": config.seed,
+             "train_seconds": sum(row["epoch_seconds"] for row in history), "profile": profile,
+             "train_images": len(data.train), "test_images": len(data.test), "device": str(next(model.parameters()).device),
+             "threads": torch.get_num_threads(), "config": config.to_dict()}
     if data.val is not None:
         entry["val_accuracy"] = history[-1]["val_accuracy"]
     write_json(paths.run_dir(config.name, profile) / "history.json", history)

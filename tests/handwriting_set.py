@@ -118,7 +118,7 @@ def evaluate(checkpoint: Path, half: str = "report", seed: int = 0) -> dict:
 
     from mnist_utils import predict
 
-    model = predict.load_predictor(checkpoint)
+    model = predict.load_default(checkpoint)[0]
     with tempfile.TemporaryDirectory() as tmp:
         items = write_set(Path(tmp), seed)
         lo, hi = {"tune": (0, TUNE_END), "report": (TUNE_END, len(items)), "all": (0, len(items))}[half]

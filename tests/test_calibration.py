@@ -9,7 +9,7 @@ from conftest import lesson_namespace
 from torch import nn
 
 from mnist_utils import calibration as C
-from mnist_utils import engine, models
+from mnist_utils import config, engine, models
 
 L = lesson_namespace("07_calibration_robustness.ipynb")
 """Notebook 7's calibration code: reliability_bins, expected_calibration_error, fit_temperature."""
@@ -67,11 +67,11 @@ def test_temperature_scaling_keeps_the_prediction_and_lowers_the_nll_where_it_wa
     assert torch.nn.functional.nll_loss(scaled, labels) < torch.nn.functional.nll_loss(log_probs, labels)
 
 
-def test_split_halves_is_fixed_disjoint_and_complete(test_split):
+def test_calibration_splits_of_a_run_without_validation_are_fixed_disjoint_and_complete(test_split):
     part = test_split.subset(101, seed=0)
-    fit, evaluate = C.split_halves(part)
+    fit, evaluate, _ = C.calibration_splits(config.RunConfig(val_size=0), part)
     assert (len(fit), len(evaluate)) == (50, 51)
-    again, _ = C.split_halves(part)
+    again, _, _ = C.calibration_splits(config.RunConfig(val_size=0), part)
     assert torch.equal(fit.images, again.images)
     assert sorted(fit.labels.tolist() + evaluate.labels.tolist()) == sorted(part.labels.tolist())
 

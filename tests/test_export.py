@@ -51,14 +51,18 @@ def test_legacy_exporter_is_the_fallback(tmp_path, tiny_run, test_split, monkeyp
     pytest.importorskip("onnxruntime")
     model, _ = tiny_run
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("simulated failure of the default exporter")
+    real = torch.onnx.export
 
-    monkeypatch.setattr(export, "_export_dynamo", broken)
+    def default_broken(*args, **kwargs):
+        if kwargs.get("dynamo") is not False:
+            raise RuntimeError("simulated failure of the default exporter")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", default_broken)
     assert export.export_onnx(model, tmp_path / "model.onnx") == "legacy"
     images, _ = _inputs(test_split, 32)
-    (result,) = export.verify(model, images, None, tmp_path / "model.onnx")
-    assert result["ok"] and result["format"] == "ONNX"
+    result = export.write_verified(model, images, tmp_path / "checked.onnx")
+    assert result["ok"] and result["format"] == "ONNX" and result["exporter"] == "dynamo=False exporter"
 
 
 @pytest.mark.slow

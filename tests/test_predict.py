@@ -177,7 +177,7 @@ def test_real_test_digits_are_left_almost_unchanged_and_predicted_alike(tiny_che
     raw = test_split.images[:200]
     pre = torch.stack([predict.preprocess(Image.fromarray(im.numpy(), "L")) for im in raw])
     assert (pre.float() - raw.float()).abs().mean() < 1.0  # MNIST digits are already in this form (0–255 scale)
-    model = predict.load_predictor(tiny_checkpoint)
+    model = predict.load_default(tiny_checkpoint)[0]
     probs = predict.predict_images(model, pre)
     assert probs.shape == (200, 10) and torch.allclose(probs.sum(1), torch.ones(200), atol=1e-5)
     assert (probs.argmax(1) == predict.predict_images(model, raw).argmax(1)).float().mean() >= 0.95
