@@ -30,6 +30,7 @@ class RunConfig:
     val_size: int = 0  # images held out of the training set for model selection
     test_size: int | None = None  # evaluate on a subset of the test set (quick mode)
     channels_last: bool = True
+    precision: str = "float32"  # float32 | bfloat16: autocast of the forward pass (fast on CPUs with AMX or AVX-512 BF16)
     init_from: str | None = None  # fine-tune: start from the final weights of this run instead of a random init
 
     def replace(self, **changes) -> RunConfig:

@@ -217,6 +217,8 @@ def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eva
     starts a fresh run from trained weights instead of a random initialisation: fine-tuning.
     """
     device = select_device(device) if not isinstance(device, torch.device) else device
+    if config.precision not in ("float32", "bfloat16"):
+        raise ValueError(f"unknown precision {config.precision!r}: use float32 or bfloat16")
     progress = show_progress() if progress is None else progress
     torch.manual_seed(config.seed)  # dropout, init
     g = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
@@ -245,7 +247,9 @@ def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eva
             x = normalize(augment_batch(to_unit(images[idx].to(device, non_blocking=True)), g, spec))
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(x), labels[idx].to(device, non_blocking=True), config.label_smoothing)
+            with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bfloat16"):
+                log_probs = model(x)
+            loss = loss_fn(log_probs.float(), labels[idx].to(device, non_blocking=True), config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

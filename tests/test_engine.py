@@ -46,6 +46,16 @@ def test_training_learns_and_is_deterministic(train_split, test_split):
 
 
 @pytest.mark.slow
+def test_bfloat16_forward_learns_with_other_numbers_and_unknown_precision_is_refused(train_split, test_split):
+    train, test = _small_data(train_split, test_split)
+    fp32 = engine.fit(SMALL, train, test, device="cpu", progress=False).history[-1]
+    bf16 = engine.fit(SMALL.replace(precision="bfloat16"), train, test, device="cpu", progress=False).history[-1]
+    assert bf16["train_loss"] != fp32["train_loss"] and bf16["test_accuracy"] > 0.7
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        engine.fit(SMALL.replace(precision="half"), train, test, device="cpu", progress=False)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_history(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
     keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
