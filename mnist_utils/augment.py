@@ -37,7 +37,7 @@ class AugmentSpec:
         unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong", "elastic", "noise"}
         if unknown:
             raise ValueError(f"unknown augmentation names {sorted(unknown)}")
-        elastic, noise = 34.0 if "elastic" in names else 0.0, 0.5 if "noise" in names else 0.0
+        elastic, noise = 34.0 if "elastic" in names else 0.0, 0.3 if "noise" in names else 0.0
         if "strong" in names:
             return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12, elastic_alpha=elastic, noise=noise)
         return cls(
