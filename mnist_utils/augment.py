@@ -29,23 +29,24 @@ class AugmentSpec:
     vflip: bool = False
     elastic_alpha: float = 0.0  # elastic distortion strength in pixels (Simard et al. 2003 use 34); 0 switches it off
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
+    noise: float = 0.0  # clipped Gaussian pixel noise, σ ~ U(0, noise) per image (pixel units); 0 switches it off
 
     @classmethod
     def from_names(cls, names: tuple[str, ...]) -> AugmentSpec:
-        """Build a spec from config names: rotate, crop, translate, flip, strong, elastic."""
-        unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong", "elastic"}
+        """Build a spec from config names: rotate, crop, translate, flip, strong, elastic, noise."""
+        unknown = set(names) - {"rotate", "crop", "translate", "flip", "strong", "elastic", "noise"}
         if unknown:
             raise ValueError(f"unknown augmentation names {sorted(unknown)}")
-        elastic = 34.0 if "elastic" in names else 0.0
+        elastic, noise = 34.0 if "elastic" in names else 0.0, 0.3 if "noise" in names else 0.0
         if "strong" in names:
-            return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12, elastic_alpha=elastic)
+            return cls(degrees=15.0, scale=(0.6, 1.0), ratio=(0.8, 1.25), shift=0.12, elastic_alpha=elastic, noise=noise)
         return cls(rotate="rotate" in names, crop="crop" in names, translate="translate" in names, hflip="flip" in names,
-                   vflip="flip" in names, elastic_alpha=elastic)
+                   vflip="flip" in names, elastic_alpha=elastic, noise=noise)
 
     @property
     def active(self) -> bool:
         """Whether any transform is switched on."""
-        return self.rotate or self.crop or self.translate or self.hflip or self.vflip or self.elastic_alpha > 0
+        return self.rotate or self.crop or self.translate or self.hflip or self.vflip or self.elastic_alpha > 0 or self.noise > 0
 
 
 REFERENCE_SPEC = AugmentSpec.from_names(REFERENCE_AUGMENT)
@@ -162,7 +163,11 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFER
     n, size = len(x), x.shape[-1]
     theta = params_to_theta(sample_params(n, g, spec, size), size)  # float64 on the CPU
     field = elastic_field(n, g, spec.elastic_alpha, spec.elastic_sigma, size) if spec.elastic_alpha > 0 else None
-    return apply_theta(x, theta.to(device=x.device, dtype=x.dtype), field)  # MPS has no float64
+    x = apply_theta(x, theta.to(device=x.device, dtype=x.dtype), field)  # MPS has no float64
+    if spec.noise > 0:  # the only non-black backgrounds the model sees: see notebook 7 (robustness)
+        sigma = spec.noise * torch.rand(n, 1, 1, 1, generator=g)
+        x = (x + (sigma * torch.randn(x.shape, generator=g)).to(x.device)).clamp_(0.0, 1.0)
+    return x
 
 
 def to_unit(images_u8: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,8 @@ IMPROVEMENTS = (
 IMPROVED_FROM = ("batchnorm", "third_conv", "onecycle", "label_smoothing")
 """The single improvements `improved` combines: chosen by hand from an earlier full-profile study (notebook 6 says so)."""
 IMPROVED = Variant(
-    "improved", "final", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation",
-    {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1},
+    "improved", "final", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation + pixel noise",
+    {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1, "augment": REFERENCE_AUGMENT + ("noise",)},
 )
 CLEAN = Variant(
     "improved_clean", "final", "improved, then fine-tuned without augmentation (Adam 1e-4)",

@@ -159,3 +159,15 @@ def test_elastic_alone_moves_ink_but_keeps_it_on_average(digits):
     assert not torch.allclose(out, digits)
     ratio = out.sum((1, 2, 3)) / digits.sum((1, 2, 3))  # a zero-mean field compresses some strokes, stretches others
     assert 0.9 < ratio.mean() < 1.1 and ratio.min() > 0.5
+
+
+def test_noise_brightens_the_background_by_a_random_amount_per_image():
+    black = torch.zeros(256, 1, 28, 28)
+    spec = A.AugmentSpec.from_names(("noise",))
+    assert spec.active and not (spec.rotate or spec.crop or spec.translate)
+    out = A.augment_batch(black, torch.Generator().manual_seed(0), spec)
+    assert out.min() >= 0 and out.max() <= 1  # clipped to the pixel range, as notebook 7's noise is
+    sigma = out.flatten(1).std(1) / 0.58  # a clipped N(0, σ²) on black has std ≈ 0.58 σ
+    assert sigma.max() < spec.noise * 1.1 and sigma.min() < 0.1 * spec.noise < 0.9 * spec.noise < sigma.max()
+    assert (out.flatten(1).mean(1) > 0.01).float().mean() > 0.8  # most backgrounds are grey, not black
+    assert A.AugmentSpec.from_names(("strong", "noise")).noise == spec.noise

@@ -97,3 +97,9 @@ def test_study_jobs_cover_every_run_once_longest_first_parents_before_fine_tunes
     assert jobs[0] == (ex.IMPROVED.name, plan.final_seeds[0])  # the longest runs first
     assert all(jobs.index((ex.IMPROVED.name, s)) < jobs.index((ex.CLEAN.name, s)) for s in plan.final_seeds)
     assert ex.study_jobs(plan, (ex.CLEAN,), (7,)) == [(ex.IMPROVED, 7), (ex.CLEAN, 7)]  # a fine-tune brings its parent
+
+
+def test_improved_trains_on_noisy_backgrounds():
+    """Without pixel noise the improved (BatchNorm) model collapses to one class under notebook 7's noise."""
+    cfg = ex.config_for(ex.IMPROVED, 0, ex.PLANS["default"])
+    assert "noise" in cfg.augment and set(ex.REFERENCE_AUGMENT) <= set(cfg.augment)
