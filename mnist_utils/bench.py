@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import paths
 from .augment import REFERENCE_SPEC, augment_batch, reference_pipeline, to_unit
 from .config import RunConfig
-from .data import load_split, mnist_dataset
+from .data import Split, load_split, mnist_dataset
 from .engine import evaluate, fit
 from .models import ReferenceCNN
 from .runs import write_json
@@ -88,9 +88,8 @@ def compute_epoch_s(steps: int, seed: int = 0, channels_last: bool = True) -> fl
 def augment_epoch_s(steps: int, seed: int = 0) -> float:
     """The engine's batched augmentation alone (uint8 → float, one affine per image, ``grid_sample``)."""
     g = torch.Generator().manual_seed(seed)
-    images = load_split(True).images[: 64 * steps]
-    batches = iter(images.split(64))
-    return _rate(64 * steps, _timed_steps(lambda: augment_batch(to_unit(next(batches)), g, REFERENCE_SPEC), steps - 5))
+    batches = iter(load_split(True).images[: 64 * (steps + 5)].split(64))  # 5 warm-up batches, then ``steps`` timed
+    return _rate(64 * steps, _timed_steps(lambda: augment_batch(to_unit(next(batches)), g, REFERENCE_SPEC), steps))
 
 
 def _one_thread_compute(steps: int, seed: int) -> float:
@@ -147,9 +146,8 @@ def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
     return 2 * n**3 * repeats / _timed_steps(lambda: a @ b, repeats) / 1e9
 
 
-def time_to_99(config: RunConfig = FAST_RECIPE) -> dict:
+def time_to_99(config: RunConfig, train: Split, test: Split) -> dict:
     """Wall time from an untrained model to the end of the fast recipe, test evaluation included, and its accuracy."""
-    train, test = load_split(True), load_split(False)
     start = time.perf_counter()
     result = fit(config, train, None, device="cpu", progress=False)
     accuracy = evaluate(result.model, test)["accuracy"]
@@ -171,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     gflops = statistics.median(sgemm_gflops() for _ in range(3))
     flops = epoch_flops()
     floor = flops / (gflops * 1e9)
-    races = [time_to_99(FAST_RECIPE.replace(seed=s)) for s in range(args.race_seeds)]
+    train, test = load_split(True), load_split(False)
+    races = [time_to_99(FAST_RECIPE.replace(seed=s), train, test) for s in range(args.race_seeds)]
     accuracies = [r["test_accuracy"] for r in races]
     median = {name: e["median"] for name, e in epochs.items()}
     result = {
