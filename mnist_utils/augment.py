@@ -165,9 +165,14 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, spec: AugmentSpec = REFER
     field = elastic_field(n, g, spec.elastic_alpha, spec.elastic_sigma, size) if spec.elastic_alpha > 0 else None
     x = apply_theta(x, theta.to(device=x.device, dtype=x.dtype), field)  # MPS has no float64
     if spec.noise > 0:  # the only non-black backgrounds the model sees: see notebook 7 (robustness)
-        sigma = spec.noise * torch.rand(n, 1, 1, 1, generator=g)
-        x = (x + (sigma * torch.randn(x.shape, generator=g)).to(x.device)).clamp_(0.0, 1.0)
+        x = add_clipped_noise(x, (spec.noise * torch.rand(n, 1, 1, 1, generator=g)).to(x.device), g)
     return x
+
+
+def add_clipped_noise(x: torch.Tensor, sigma: float | torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    """x + σ·N(0, 1) per pixel, clipped to [0, 1], for images in [0, 1]; σ a number or one per image [N, 1, 1, 1]."""
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+    return (x + sigma * noise).clamp_(0.0, 1.0)
 
 
 def to_unit(images_u8: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .augment import apply_theta, normalize, params_to_theta, to_unit
+from .augment import add_clipped_noise, apply_theta, normalize, params_to_theta, to_unit
 from .config import RunConfig
 from .data import Split
 from .engine import predict_log_probs_unit
@@ -72,10 +72,7 @@ def shift_images(images_u8: torch.Tensor, pixels: float | Sequence[float] | torc
 def add_noise(images_u8: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add N(0, σ²) noise per pixel (σ in [0, 1] pixel units) and clip to [0, 1] → float [N, 1, 28, 28]."""
     x = as_unit(images_u8)
-    if sigma == 0:
-        return x.clone()
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return (x + sigma * noise.to(x.device)).clamp_(0.0, 1.0)
+    return x.clone() if sigma == 0 else add_clipped_noise(x, sigma, generator)
 
 
 DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
