@@ -14,19 +14,23 @@ from mnist_utils.models import build_model
 
 def test_every_variant_builds_a_valid_config():
     for plan in ex.PLANS.values():
-        for variant in plan.variants + (ex.IMPROVED, ex.CLEAN):
+        for variant in plan.variants + ex.SEARCH + (ex.IMPROVED, ex.CLEAN):
             cfg = ex.config_for(variant, 1, plan)
             assert cfg.seed == 1 and cfg.val_size == plan.val_size and cfg.name == f"{variant.name}-seed1"
+            assert cfg.precision == plan.precision  # every arm of the study alike
             for key, value in variant.changes.items():
                 assert getattr(cfg, key) == value
 
 
 def test_clean_fine_tune_continues_the_improved_run_of_the_same_seed():
     for plan in ex.PLANS.values():
-        cfg, parent = ex.config_for(ex.CLEAN, 2, plan), ex.config_for(ex.IMPROVED, 2, plan)
-        assert cfg.init_from == parent.name == "improved-seed2" and cfg.epochs == plan.finetune_epochs
-        assert cfg.augment == () and cfg.model == parent.model and cfg.lr < parent.lr
-        assert (cfg.train_size, cfg.val_size, cfg.seed) == (parent.train_size, parent.val_size, parent.seed)  # same split
+        for recipe in ex.SEARCH:
+            improved, clean = ex.final_variants(recipe)
+            cfg, parent = ex.config_for(clean, 2, plan), ex.config_for(improved, 2, plan)
+            assert parent == ex.config_for(recipe, 2, plan).replace(name="improved-seed2")  # the candidate, final seeds
+            assert cfg.init_from == parent.name == "improved-seed2" and cfg.epochs == plan.finetune_epochs
+            assert cfg.augment == () and cfg.model == parent.model and cfg.lr < parent.lr
+            assert (cfg.train_size, cfg.val_size, cfg.seed) == (parent.train_size, parent.val_size, parent.seed)  # same split
 
 
 def test_full_profile_is_the_complete_multi_seed_study():
@@ -74,20 +78,33 @@ def test_notebook_6_ensemble_averages_probabilities_and_no_shift_is_plain_predic
     assert lesson["accuracy"](torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0])) == 0.5
 
 
-def test_train_command_hands_the_asked_runs_to_the_study_parents_first(monkeypatch, capsys):
-    seen = []
+def test_train_command_runs_the_search_then_the_chosen_recipe_parents_first(monkeypatch, capsys):
+    seen, plan = [], ex.PLANS["quick"]
 
     def fake_study(configs, profile):
         seen.append((configs, profile))
-        return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 1 else {}}
+        return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 2 else {}}
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
+    monkeypatch.setattr(ex, "choose_recipe", lambda p, cache=None: ex.SEARCH[1])  # as if the long recipe won on validation
     assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
-    configs, profile = seen[0]
-    assert profile == "quick" and [c.name for c in configs] == ["improved-seed1", "improved_clean-seed1", "reference-seed1"]
-    assert configs[1] == ex.config_for(ex.CLEAN, 1, ex.PLANS["quick"]) and configs[1].init_from == "improved-seed1"
-    assert "already finished 3" in capsys.readouterr().out
+    (first, profile), (final, _) = seen
+    assert profile == "quick" and [c.name for c in first] == ["search_base-seed0", "search_long-seed0", "reference-seed1"]
+    assert [c.name for c in final] == ["improved-seed1", "improved_clean-seed1"]
+    improved, clean = ex.final_variants(ex.SEARCH[1])
+    assert final == [ex.config_for(improved, 1, plan), ex.config_for(clean, 1, plan)]
+    assert final[0].epochs == int(1.5 * plan.improved_epochs) and final[1].init_from == "improved-seed1"
+    assert capsys.readouterr().out.count("already finished") == 2
     assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
+    assert len(seen[-1][0]) == 1  # no final variant asked: no search
+
+
+def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):
+    val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991}
+    monkeypatch.setattr(ex, "run_variant", lambda v, seeds, plan, cache=None: [{"val_accuracy": val[v.name, s]} for s in seeds])
+    plan = ex.PLANS["full"]
+    assert ex.choose_recipe(plan) == ex.SEARCH[1]  # seed 0 alone
+    assert ex.choose_recipe(ex.StudyPlan("x", (0,), 1, 1, (0,), search_seeds=(0, 1))) == ex.SEARCH[0]  # the mean of two
 
 
 def test_study_jobs_cover_every_run_once_longest_first_parents_before_fine_tunes():
