@@ -68,10 +68,10 @@ def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
     return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, *next(loader)), steps))  # warm-up: worker start
 
 
-def project_epoch_s(steps: int, seed: int = 0) -> float:
+def project_epoch_s(steps: int, seed: int = 0, precision: str = "float32") -> float:
     """The reference recipe through :func:`engine.fit` (in-memory uint8, batched augmentation), on ``steps`` batches."""
     train = load_split(True).subset(64 * steps, seed=seed)
-    result = fit(REFERENCE.replace(epochs=1, seed=seed), train, None, device="cpu", progress=False)
+    result = fit(REFERENCE.replace(epochs=1, seed=seed, precision=precision), train, None, device="cpu", progress=False)
     return _rate(len(train), result.history[0]["epoch_seconds"])
 
 
@@ -110,6 +110,7 @@ PIPELINES: dict[str, Callable[[int, int], float]] = {
     "stock, 0 workers": lambda steps, seed: stock_epoch_s(steps, 0, seed),
     "stock, 2 workers": lambda steps, seed: stock_epoch_s(steps, 2, seed),
     "engine": project_epoch_s,
+    "engine, bfloat16 forward (the study's runs)": lambda steps, seed: project_epoch_s(steps, seed, "bfloat16"),
     "compute, channels-last (engine)": compute_epoch_s,
     "compute, contiguous": lambda steps, seed: compute_epoch_s(steps, seed, channels_last=False),
     "compute, two 1-thread processes": two_processes_epoch_s,
