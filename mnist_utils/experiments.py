@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import paths, study
+from . import paths, runs, study
 from .config import PROFILES, QUICK, REFERENCE_AUGMENT, RunConfig
 from .engine import CHECKPOINT, load_model, select_device
 from .runs import RunData, load_run_data, train_run
@@ -171,7 +171,10 @@ def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
     first += study_jobs(plan, tuple(v for v in asked if v.group != "final"), seeds)
     summaries = [study.run_study([config_for(v, seed, plan) for v, seed in first], plan.profile)]
     if finals:
-        improved, clean = final_variants(choose_recipe(plan))  # the fine-tune's parent is the chosen improved
+        recipe = choose_recipe(plan)
+        improved, clean = final_variants(recipe)  # the fine-tune's parent is the chosen improved
+        for seed in set(plan.search_seeds) & set(seeds or plan.final_seeds):  # the search trained these runs already
+            runs.adopt_run(config_for(recipe, seed, plan), config_for(improved, seed, plan), plan.profile)
         jobs = study_jobs(plan, (improved, clean) if clean.name in {v.name for v in asked} else (improved,), seeds)
         summaries.append(study.run_study([config_for(v, seed, plan) for v, seed in jobs], plan.profile))
     return summaries

@@ -13,7 +13,7 @@ from filelock import FileLock
 from . import paths
 from .config import RunConfig
 from .data import Split, load_split
-from .engine import CHECKPOINT, RunConflictError, checkpoint_of, evaluate, fit, load_checkpoint  # noqa: F401 (re-exported)
+from .engine import CHECKPOINT, RunConflictError, checkpoint_of, evaluate, fit, load_checkpoint, save_checkpoint  # noqa: F401
 
 VAL_SPLIT_SEED = 12345
 """The validation images are the same for every run, whatever its seed."""
@@ -98,6 +98,22 @@ def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
     """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if another config wrote it."""
     path = paths.run_dir(config.name, profile) / CHECKPOINT
     return checkpoint_of(path, config) if path.is_file() else None
+
+
+def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
+    """Record the finished run ``source`` as ``target`` when the two differ only in their name, which training never
+    reads: its checkpoint, history and metrics entry under the new name. False (nothing written) otherwise, or when
+    ``target`` has a checkpoint already."""
+    entry, src, dst = read_metrics(profile).get(source.name), paths.run_dir(source.name, profile), paths.run_dir(target.name, profile)
+    if (target.replace(name=source.name) != source or entry is None or RunConfig.from_dict(entry["config"]) != source
+            or not (src / CHECKPOINT).is_file() or (dst / CHECKPOINT).is_file()):
+        return False
+    state = checkpoint_of(src / CHECKPOINT, source)
+    check_writable(dst)
+    save_checkpoint(dst / CHECKPOINT, dict(state, config=target.to_dict()))
+    write_json(dst / "history.json", read_json(src / "history.json", []))
+    record_metrics(target.name, dict(entry, config=target.to_dict()))
+    return True
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:

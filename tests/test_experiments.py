@@ -87,6 +87,8 @@ def test_train_command_runs_the_search_then_the_chosen_recipe_parents_first(monk
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
     monkeypatch.setattr(ex, "choose_recipe", lambda p, cache=None: ex.SEARCH[1])  # as if the long recipe won on validation
+    adopted = []
+    monkeypatch.setattr(ex.runs, "adopt_run", lambda source, target, profile: adopted.append((source.name, target.name)))
     assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
     (first, profile), (final, _) = seen
     assert profile == "quick" and [c.name for c in first] == ["search_base-seed0", "search_long-seed0", "reference-seed1"]
@@ -97,6 +99,9 @@ def test_train_command_runs_the_search_then_the_chosen_recipe_parents_first(monk
     assert capsys.readouterr().out.count("already finished") == 2
     assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
     assert len(seen[-1][0]) == 1  # no final variant asked: no search
+    assert adopted == []  # seed 1 is no search seed
+    ex.main(["improved", "--profile", "quick"])
+    assert adopted == [("search_long-seed0", "improved-seed0")]  # the search's run of the winner is its final seed 0
 
 
 def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):

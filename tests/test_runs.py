@@ -105,3 +105,18 @@ def test_empty_or_truncated_metrics_json_is_one_line_naming_the_file_and_the_fix
     assert cli_main(["predict", "some.png"]) == 2  # the default model is chosen from metrics.json
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and str(path) in err
+
+
+def test_adopt_run_records_a_finished_run_under_a_name_that_is_all_it_changes(tmp_path, monkeypatch, small_data):
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
+    source, target = SMALL.replace(name="search_base-seed3"), SMALL.replace(name="improved-seed3")
+    assert not runs.adopt_run(source, target, "quick")  # nothing finished yet
+    entry = runs.train_run(source, "quick", data=small_data, progress=False)
+    assert not runs.adopt_run(source, target.replace(lr=2e-3), "quick")  # another recipe: trained, not adopted
+    assert not (paths.run_dir(target.name, "quick") / engine.CHECKPOINT).exists()
+    assert runs.adopt_run(source, target, "quick")
+    adopted = runs.read_metrics("quick")[target.name]
+    assert adopted == dict(entry, config=target.to_dict())
+    assert runs.history(target.name, "quick") == runs.history(source.name, "quick")
+    assert runs.train_run(target, "quick", data=small_data, progress=False) == adopted  # finished: resumed, not retrained
+    assert not runs.adopt_run(source, target, "quick")  # never over a checkpoint of its own
