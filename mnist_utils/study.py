@@ -102,7 +102,7 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
         task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
-                                             max_retries=MAX_RETRIES)
+                                             max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")  # every node works
         pending, submitted = {}, {}
         for c in todo:
             submitted[c.name] = task.remote(c, profile, str(paths.data_dir()), resume[c.name],

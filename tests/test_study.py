@@ -68,13 +68,16 @@ def test_two_node_study_survives_a_killed_worker_and_equals_one_process(cluster,
     assert killed, "no task worker was seen to kill"
     assert set(summary["failed"]) == {"bad-seed0", "nan-seed0"}  # real errors, by name; the other runs complete
     assert "unknown schedule" in summary["failed"]["bad-seed0"] and "diverged" in summary["failed"]["nan-seed0"]
-    assert summary["trained"] == len(CONFIGS) and len(summary["nodes"]) == 2  # both nodes ran tasks
+    assert summary["trained"] == len(CONFIGS)  # (which node ran them depends on the kill's timing)
     on_ray = runs.read_metrics("quick")
     assert set(on_ray) == {c.name for c in CONFIGS}
     for c in CONFIGS:
         assert {"checkpoint.pt", "history.json"} <= {f.name for f in paths.run_dir(c.name, "quick").iterdir()}
     assert not list((tmp_path / "ray").rglob("*.part"))
     assert study.run_study(CONFIGS, "quick")["skipped"] == len(CONFIGS)  # finished runs are not resubmitted
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "spread"))
+    both = study.run_study([c.replace(name=f"spread-{i}") for i, c in enumerate(CONFIGS[:2])], "quick")
+    assert both["trained"] == 2 and len(both["nodes"]) == 2  # two runs at once on two 1-CPU nodes: one on each
 
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "one"))
     threads = torch.get_num_threads()
