@@ -110,10 +110,17 @@ def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
         return False
     state = checkpoint_of(src / CHECKPOINT, source)
     check_writable(dst)
-    save_checkpoint(dst / CHECKPOINT, dict(state, config=target.to_dict()))
-    write_json(dst / "history.json", read_json(src / "history.json", []))
-    record_metrics(target.name, dict(entry, config=target.to_dict()))
+    save_run(target, profile, dict(state, config=target.to_dict()), read_json(src / "history.json", []),
+             dict(entry, config=target.to_dict()))
     return True
+
+
+def save_run(config: RunConfig, profile: str, checkpoint: dict, history: list[dict], entry: dict) -> None:
+    """Write one finished run's artifacts, each file atomically; the metrics entry last, so a run counts only once it is
+    whole."""
+    save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, checkpoint)
+    write_json(paths.run_dir(config.name, profile) / "history.json", history)
+    record_metrics(config.name, entry)
 
 
 def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:

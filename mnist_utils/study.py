@@ -58,13 +58,6 @@ def _finished(config: RunConfig, profile: str, metrics: dict) -> bool:
             and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
 
 
-def _save(config: RunConfig, result: dict, profile: str) -> None:
-    """Write one run's artifacts, each file atomically; the metrics entry last, so a run counts only once it is whole."""
-    save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, result["checkpoint"])
-    runs.write_json(paths.run_dir(config.name, profile) / "history.json", result["history"])
-    runs.record_metrics(config.name, result["entry"])
-
-
 def _why(exc: Exception) -> str:
     """A task's error in one line: the run's own exception when there is one."""
     cause = getattr(exc, "cause", None) or exc
@@ -121,7 +114,7 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
                         failed[c.name] = f"its parent {c.init_from} failed" if c.init_from in failed else _why(exc)
                         tqdm.write(f"{c.name}: FAILED, {failed[c.name]}", file=sys.stderr)
                         continue
-                    _save(c, result, profile)
+                    runs.save_run(c, profile, result["checkpoint"], result["history"], result["entry"])
                     results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
                     e = result["entry"]
                     tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
