@@ -146,11 +146,16 @@ def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
     return load_model(paths.run_dir(run_name(variant.name, seed), profile) / CHECKPOINT)[0]
 
 
-def choose_recipe(plan: StudyPlan, data_cache: dict | None = None) -> Variant:
-    """The search candidate with the highest mean validation accuracy over the plan's search seeds (the first on a tie);
-    a candidate not trained yet is trained here."""
-    scores = [sum(e["val_accuracy"] for e in run_variant(v, plan.search_seeds, plan, data_cache)) for v in SEARCH]
-    return SEARCH[scores.index(max(scores))]
+def search_entries(plan: StudyPlan, data_cache: dict | None = None) -> dict[str, list[dict]]:
+    """The metrics entries of every search candidate under the plan's search seeds (a run not trained yet is trained)."""
+    return {v.name: run_variant(v, plan.search_seeds, plan, data_cache) for v in SEARCH}
+
+
+def choose_recipe(search: dict[str, list[dict]]) -> Variant:
+    """The candidate of ``search`` (from :func:`search_entries`) with the highest mean validation accuracy over its
+    seeds; the first on a tie."""
+    scores = {name: sum(e["val_accuracy"] for e in entries) / len(entries) for name, entries in search.items()}
+    return VARIANTS[max(scores, key=scores.get)]
 
 
 def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):
@@ -171,7 +176,7 @@ def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
     first += study_jobs(plan, tuple(v for v in asked if v.group != "final"), seeds)
     summaries = [study.run_study([config_for(v, seed, plan) for v, seed in first], plan.profile)]
     if finals:
-        recipe = choose_recipe(plan)
+        recipe = choose_recipe(search_entries(plan))
         improved, clean = final_variants(recipe)  # the fine-tune's parent is the chosen improved
         for seed in set(plan.search_seeds) & set(seeds or plan.final_seeds):  # the search trained these runs already
             runs.adopt_run(config_for(recipe, seed, plan), config_for(improved, seed, plan), plan.profile)

@@ -86,7 +86,8 @@ def test_train_command_runs_the_search_then_the_chosen_recipe_parents_first(monk
         return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 2 else {}}
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
-    monkeypatch.setattr(ex, "choose_recipe", lambda p, cache=None: ex.SEARCH[1])  # as if the long recipe won on validation
+    monkeypatch.setattr(ex, "search_entries", lambda p, cache=None: {})
+    monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the long recipe won on validation
     adopted = []
     monkeypatch.setattr(ex.runs, "adopt_run", lambda source, target, profile: adopted.append((source.name, target.name)))
     assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
@@ -108,8 +109,9 @@ def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):
     val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991}
     monkeypatch.setattr(ex, "run_variant", lambda v, seeds, plan, cache=None: [{"val_accuracy": val[v.name, s]} for s in seeds])
     plan = ex.PLANS["full"]
-    assert ex.choose_recipe(plan) == ex.SEARCH[1]  # seed 0 alone
-    assert ex.choose_recipe(ex.StudyPlan("x", (0,), 1, 1, (0,), search_seeds=(0, 1))) == ex.SEARCH[0]  # the mean of two
+    assert ex.choose_recipe(ex.search_entries(plan)) == ex.SEARCH[1]  # seed 0 alone
+    two = ex.StudyPlan("x", (0,), 1, 1, (0,), search_seeds=(0, 1))
+    assert ex.choose_recipe(ex.search_entries(two)) == ex.SEARCH[0]  # the mean of two
 
 
 def test_study_jobs_cover_every_run_once_longest_first_parents_before_fine_tunes():
