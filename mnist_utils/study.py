@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -51,11 +52,26 @@ def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | No
     return dict(result, node=ray.get_runtime_context().get_node_id(), task_seconds=time.perf_counter() - start)
 
 
-def _finished(config: RunConfig, profile: str, metrics: dict) -> bool:
+def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
     """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
-    entry = metrics.get(config.name)
+    entry = (runs.read_metrics(profile) if metrics is None else metrics).get(config.name)
     return (entry is not None and RunConfig.from_dict(entry["config"]) == config
             and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
+
+
+def _prepare(configs: list[RunConfig], profile: str, failed: dict) -> tuple[list[RunConfig], dict]:
+    """The runs of ``configs`` not finished in artifacts/ and each one's own checkpoint to resume from (None: a fresh
+    start); a run that cannot start goes to ``failed`` with the reason."""
+    metrics, resume = runs.read_metrics(profile), {}
+    for c in (c for c in configs if not finished(c, profile, metrics)):
+        if c.init_from in failed:
+            failed[c.name] = f"its parent {c.init_from} failed"
+            continue
+        try:
+            resume[c.name] = runs.own_checkpoint(c, profile)
+        except (runs.RunConflictError, engine.CheckpointError) as exc:
+            failed[c.name] = str(exc)
+    return [c for c in configs if c.name in resume], resume
 
 
 def _why(exc: Exception) -> str:
@@ -64,25 +80,22 @@ def _why(exc: Exception) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
-def run_study(configs: list[RunConfig], profile: str) -> dict:
-    """Train each run of ``configs`` not finished in artifacts/ as one Ray task (parents before their fine-tunes), on
-    the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; return a summary of the study."""
-    metrics, failed, results, resume, parents = runs.read_metrics(profile), {}, [], {}, {}
-    for c in (c for c in configs if not _finished(c, profile, metrics)):  # read artifacts/ before Ray starts
-        if c.init_from in failed:
-            failed[c.name] = f"its parent {c.init_from} failed"
-            continue
-        try:
-            state = runs.own_checkpoint(c, profile)
-            if c.init_from and c.init_from not in resume:  # a parent finished before: its weights go with the task
-                parents[c.init_from] = {"checkpoint": load_checkpoint(paths.run_dir(c.init_from, profile) / CHECKPOINT)}
-            resume[c.name] = state
-        except (runs.RunConflictError, engine.CheckpointError) as exc:
-            failed[c.name] = str(exc)
-    todo = [c for c in configs if c.name in resume]
-    summary = {"runs": len(configs), "skipped": len(configs) - len(todo) - len(failed), "failed": failed}
-    if not todo:
-        return dict(summary, trained=0)
+def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[RunConfig]] | None = None) -> dict:
+    """Train each run of ``configs`` not finished in artifacts/ as one Ray task, in their order (a fine-tune after its
+    parent), on the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; a summary of the study.
+
+    The driver keeps one task per CPU in flight. ``more`` is asked before the start and after each recorded run for
+    runs to add: they go ahead of the runs still waiting."""
+    more = more or list
+    configs, failed, results = [*more(), *configs], {}, []
+    queue, resume = _prepare(configs, profile, failed)
+
+    def summary(**fields) -> dict:
+        return dict(runs=len(configs), skipped=len(configs) - len(results) - len(failed), failed=failed,
+                    trained=len(results), **fields)
+
+    if not queue:
+        return summary()
     start, address = time.perf_counter(), os.environ.get("RAY_ADDRESS", "").strip()
     if not address:  # a local Ray listens on the loopback only (read when ray is first imported)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -91,18 +104,32 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
     local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
     ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)]},  # this very code
              logging_level="WARNING", **local)
-    summary["startup_seconds"] = time.perf_counter() - start
+    startup, pending, in_flight = time.perf_counter() - start, {}, {}
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
         task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
                                              max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")  # every node works
-        pending, submitted = {}, {}
-        for c in todo:
-            submitted[c.name] = task.remote(c, profile, str(paths.data_dir()), resume[c.name],
-                                            submitted.get(c.init_from) or parents.get(c.init_from))
-            pending[submitted[c.name]] = c
-        del submitted  # the tasks hold their parents' results; the driver drops each result once written
-        with tqdm(total=len(pending), unit="run", desc="study", disable=not engine.show_progress(), file=sys.stderr) as bar:
+
+        def submit() -> None:
+            """Start queued runs while a CPU is free: a fine-tune gets its running parent's result, or its weights."""
+            while queue and len(pending) < max(cpus, 1):
+                c = queue.pop(0)
+                if c.init_from in failed:
+                    failed[c.name] = f"its parent {c.init_from} failed"
+                    continue
+                parent = in_flight.get(c.init_from)
+                try:
+                    if parent is None and c.init_from:  # finished before: its weights go with the task
+                        parent = {"checkpoint": load_checkpoint(paths.run_dir(c.init_from, profile) / CHECKPOINT)}
+                except engine.CheckpointError as exc:
+                    failed[c.name] = str(exc)
+                    continue
+                in_flight[c.name] = task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent)
+                pending[in_flight[c.name]] = c
+
+        submit()
+        with tqdm(total=len(queue) + len(pending), unit="run", desc="study", disable=not engine.show_progress(),
+                  file=sys.stderr) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in ready:
@@ -114,12 +141,18 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
                         failed[c.name] = f"its parent {c.init_from} failed" if c.init_from in failed else _why(exc)
                         tqdm.write(f"{c.name}: FAILED, {failed[c.name]}", file=sys.stderr)
                         continue
+                    finally:
+                        del in_flight[c.name]  # a child submitted later reads the parent from disk
                     runs.save_run(c, profile, result["checkpoint"], result["history"], result["entry"])
                     results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
                     e = result["entry"]
                     tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
-                running = min(len(pending), int(cpus - ray.available_resources().get("CPU", 0)))
-                bar.set_postfix_str(f"running {running}, queued {len(pending) - running}")
+                    configs += (new := more())
+                    added, added_resume = _prepare(new, profile, failed)
+                    queue[:0], resume = added, {**resume, **added_resume}
+                submit()
+                bar.total = bar.n + len(pending) + len(queue)
+                bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     except KeyboardInterrupt:
         for ref in pending:
@@ -130,9 +163,9 @@ def run_study(configs: list[RunConfig], profile: str) -> dict:
     finally:
         ray.shutdown()
     wall, train = time.perf_counter() - start, sum(r["entry"]["train_seconds"] for r in results)
-    return dict(summary, trained=len(results), wall_seconds=wall, train_seconds=train, speedup=train / wall,
-                task_seconds=sum(r["task_seconds"] for r in results), cpus=cpus,
-                nodes=dict(Counter(f"{ips.get(r['node'], '?')} {r['node'][:8]}" for r in results)))
+    return summary(startup_seconds=startup, wall_seconds=wall, train_seconds=train, speedup=train / wall,
+                   task_seconds=sum(r["task_seconds"] for r in results), cpus=cpus,
+                   nodes=dict(Counter(f"{ips.get(r['node'], '?')} {r['node'][:8]}" for r in results)))
 
 
 def describe(s: dict) -> str:

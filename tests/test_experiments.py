@@ -78,35 +78,43 @@ def test_notebook_6_ensemble_averages_probabilities_and_no_shift_is_plain_predic
     assert lesson["accuracy"](torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0])) == 0.5
 
 
-def test_train_command_runs_the_search_then_the_chosen_recipe_parents_first(monkeypatch, capsys):
-    seen, plan = [], ex.PLANS["quick"]
+def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_is_finished(monkeypatch, capsys):
+    seen, plan, search_done = [], ex.PLANS["quick"], []
 
-    def fake_study(configs, profile):
-        seen.append((configs, profile))
-        return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 2 else {}}
+    def fake_study(configs, profile, more=None):
+        more = more or list
+        before = more()  # the search is not finished yet
+        search_done.append(True)
+        finals, again = more(), more()  # asked after each recorded run: the finals come once
+        seen.append((configs, before, finals, again, profile))
+        search_done.clear()
+        return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 1 else {}}
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
+    monkeypatch.setattr(ex.study, "finished", lambda config, profile: bool(search_done) and config.name.startswith("search"))
     monkeypatch.setattr(ex, "search_entries", lambda p, cache=None: {})
     monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the long recipe won on validation
     adopted = []
     monkeypatch.setattr(ex.runs, "adopt_run", lambda source, target, profile: adopted.append((source.name, target.name)))
     assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
-    (first, profile), (final, _) = seen
-    assert profile == "quick" and [c.name for c in first] == ["search_base-seed0", "search_long-seed0", "reference-seed1"]
+    (first, before, final, again, profile), = seen
+    assert profile == "quick" and [c.name for c in first] == [f"{v.name}-seed0" for v in ex.SEARCH] + ["reference-seed1"]
+    assert before == again == []
     assert [c.name for c in final] == ["improved-seed1", "improved_clean-seed1"]
     improved, clean = ex.final_variants(ex.SEARCH[1])
     assert final == [ex.config_for(improved, 1, plan), ex.config_for(clean, 1, plan)]
     assert final[0].epochs == int(1.5 * plan.improved_epochs) and final[1].init_from == "improved-seed1"
-    assert capsys.readouterr().out.count("already finished") == 2
+    assert capsys.readouterr().out.count("already finished") == 1
     assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
-    assert len(seen[-1][0]) == 1  # no final variant asked: no search
+    assert len(seen[-1][0]) == 1 and seen[-1][2] == []  # no final variant asked: no search
     assert adopted == []  # seed 1 is no search seed
     ex.main(["improved", "--profile", "quick"])
     assert adopted == [("search_long-seed0", "improved-seed0")]  # the search's run of the winner is its final seed 0
 
 
 def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):
-    val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991}
+    val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991,
+           ("search_dropout", 0): 0.989, ("search_dropout", 1): 0.993}
     monkeypatch.setattr(ex, "run_variant", lambda v, seeds, plan, cache=None: [{"val_accuracy": val[v.name, s]} for s in seeds])
     plan = ex.PLANS["full"]
     assert ex.choose_recipe(ex.search_entries(plan)) == ex.SEARCH[1]  # seed 0 alone

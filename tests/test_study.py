@@ -63,7 +63,9 @@ def test_two_node_study_survives_a_killed_worker_and_equals_one_process(cluster,
     killed: list[int] = []
     killer = threading.Thread(target=_kill_one_task, args=(killed,), daemon=True)
     killer.start()
-    summary = study.run_study([*CONFIGS, bad, diverging], "quick")
+    fine_tunes = [CONFIGS[2:]]  # added after the first recorded run: ahead of the runs waiting, their parents running or done
+    summary = study.run_study([*CONFIGS[:2], bad, diverging], "quick",
+                              more=lambda: fine_tunes.pop() if fine_tunes and runs.read_metrics("quick") else [])
     killer.join()
     assert killed, "no task worker was seen to kill"
     assert set(summary["failed"]) == {"bad-seed0", "nan-seed0"}  # real errors, by name; the other runs complete
