@@ -125,12 +125,14 @@ def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
 
 
 def run_variant(variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None) -> list[dict]:
-    """Train (or reuse) one variant for each seed; return the metrics entries."""
-    entries = []
+    """Train one variant for each seed, or read the entry of a run finished before; return the metrics entries."""
+    entries, metrics = [], runs.read_metrics(plan.profile)
     for seed in seeds:
         config = config_for(variant, seed, plan)
-        data = run_data(config, data_cache)
-        entries.append(dict(train_run(config, plan.profile, data=data), run=config.name))
+        if runs.finished(config, plan.profile, metrics):  # recorded whole: its entry as written, not tested again
+            entries.append(dict(metrics[config.name], run=config.name))
+        else:
+            entries.append(dict(train_run(config, plan.profile, data=run_data(config, data_cache)), run=config.name))
     return entries
 
 
@@ -182,7 +184,7 @@ def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
 
     def final_runs() -> list[RunConfig]:
         """The chosen recipe's final runs, once (and only once) every search run is finished."""
-        if chosen or not all(study.finished(c, plan.profile) for c in search):
+        if chosen or not all(runs.finished(c, plan.profile) for c in search):
             return []
         chosen.append(choose_recipe(search_entries(plan)))
         improved, clean = final_variants(chosen[0])  # the fine-tune's parent is the chosen improved

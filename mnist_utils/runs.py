@@ -100,6 +100,13 @@ def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
     return checkpoint_of(path, config) if path.is_file() else None
 
 
+def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
+    """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
+    entry = (read_metrics(profile) if metrics is None else metrics).get(config.name)
+    return (entry is not None and RunConfig.from_dict(entry["config"]) == config
+            and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
+
+
 def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
     """Record the finished run ``source`` as ``target`` when the two differ only in their name, which training never
     reads: its checkpoint, history and metrics entry under the new name. False (nothing written) otherwise, or when

@@ -52,18 +52,11 @@ def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | No
     return dict(result, node=ray.get_runtime_context().get_node_id(), task_seconds=time.perf_counter() - start)
 
 
-def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
-    """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
-    entry = (runs.read_metrics(profile) if metrics is None else metrics).get(config.name)
-    return (entry is not None and RunConfig.from_dict(entry["config"]) == config
-            and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
-
-
 def _prepare(configs: list[RunConfig], profile: str, failed: dict) -> tuple[list[RunConfig], dict]:
     """The runs of ``configs`` not finished in artifacts/ and each one's own checkpoint to resume from (None: a fresh
     start); a run that cannot start goes to ``failed`` with the reason."""
     metrics, resume = runs.read_metrics(profile), {}
-    for c in (c for c in configs if not finished(c, profile, metrics)):
+    for c in (c for c in configs if not runs.finished(c, profile, metrics)):
         if c.init_from in failed:
             failed[c.name] = f"its parent {c.init_from} failed"
             continue

@@ -6,7 +6,7 @@ import math
 import torch
 from conftest import lesson_namespace
 
-from mnist_utils import engine
+from mnist_utils import engine, runs
 from mnist_utils import experiments as ex
 from mnist_utils.config import RunConfig
 from mnist_utils.models import build_model
@@ -47,6 +47,19 @@ def test_default_profile_backs_every_comparison_with_three_seeds():
     trained = {v.name for v in default.variants}
     assert {"reference", "flips"} <= trained  # the flips comparison of the report
     assert trained | set(ex.FULL_ONLY) == {v.name for v in full.variants} and not trained & set(ex.FULL_ONLY)
+
+
+def test_run_variant_reads_a_finished_run_and_trains_only_the_missing_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
+    plan, variant = ex.PLANS["quick"], ex.ABLATIONS[0]
+    done = ex.config_for(variant, 0, plan)
+    runs.save_run(done, "quick", {"config": done.to_dict(), "model": {}}, [],
+                  {"config": done.to_dict(), "profile": "quick", "test_accuracy": 0.5})
+    trained = []
+    monkeypatch.setattr(ex, "train_run", lambda config, profile, data=None: trained.append(config.name) or {"test_accuracy": 0.9})
+    monkeypatch.setattr(ex, "run_data", lambda config, cache: None)
+    entries = ex.run_variant(variant, (0, 1), plan)
+    assert [e["test_accuracy"] for e in entries] == [0.5, 0.9] and trained == [ex.run_name(variant.name, 1)]
 
 
 def test_notebook_6_summary_is_mean_and_sample_sd_in_percent():
@@ -91,7 +104,7 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
         return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 1 else {}}
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
-    monkeypatch.setattr(ex.study, "finished", lambda config, profile: bool(search_done) and config.name.startswith("search"))
+    monkeypatch.setattr(ex.runs, "finished", lambda config, profile: bool(search_done) and config.name.startswith("search"))
     monkeypatch.setattr(ex, "search_entries", lambda p, cache=None: {})
     monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the long recipe won on validation
     adopted = []
