@@ -122,7 +122,7 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
 
         submit()
         with tqdm(total=len(queue) + len(pending), unit="run", desc="study", disable=not engine.show_progress(),
-                  file=sys.stderr) as bar:
+                  file=sys.stderr, postfix=f"running {len(pending)}, queued {len(queue)}") as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in ready:
@@ -143,9 +143,10 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                     configs += (new := more())
                     added, added_resume = _prepare(new, profile, failed)
                     queue[:0], resume = added, {**resume, **added_resume}
-                submit()
-                bar.total = bar.n + len(pending) + len(queue)
-                bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
+                if ready:  # the bar changes only when a run ends (a notebook keeps every redraw as an output)
+                    submit()
+                    bar.total = bar.n + len(pending) + len(queue)
+                    bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     except KeyboardInterrupt:
         for ref in pending:
