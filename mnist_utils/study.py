@@ -149,8 +149,8 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                     bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        for ref in pending:  # a KeyboardInterrupt in each task: force=True, which kills the worker, crashed Ray once
+            ray.cancel(ref)  # (a check in its TaskManager) when a task was replying at that moment
         print(f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left nothing in "
               f"artifacts/. Run the same command again to go on.", file=sys.stderr)
         raise
