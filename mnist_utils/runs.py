@@ -111,14 +111,13 @@ def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
     """Record the finished run ``source`` as ``target`` when the two differ only in their name, which training never
     reads: its checkpoint, history and metrics entry under the new name. False (nothing written) otherwise, or when
     ``target`` has a checkpoint already."""
-    entry, src, dst = read_metrics(profile).get(source.name), paths.run_dir(source.name, profile), paths.run_dir(target.name, profile)
-    if (target.replace(name=source.name) != source or entry is None or RunConfig.from_dict(entry["config"]) != source
-            or not (src / CHECKPOINT).is_file() or (dst / CHECKPOINT).is_file()):
+    metrics, src, dst = read_metrics(profile), paths.run_dir(source.name, profile), paths.run_dir(target.name, profile)
+    if target.replace(name=source.name) != source or not finished(source, profile, metrics) or (dst / CHECKPOINT).is_file():
         return False
     state = checkpoint_of(src / CHECKPOINT, source)
     check_writable(dst)
     save_run(target, profile, dict(state, config=target.to_dict()), read_json(src / "history.json", []),
-             dict(entry, config=target.to_dict()))
+             dict(metrics[source.name], config=target.to_dict()))
     return True
 
 

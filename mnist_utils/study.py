@@ -97,7 +97,7 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
     local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
     ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)]},  # this very code
              logging_level="WARNING", **local)
-    startup, pending, in_flight = time.perf_counter() - start, {}, {}
+    startup, pending = time.perf_counter() - start, {}
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
         task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
@@ -110,15 +110,14 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                 if c.init_from in failed:
                     failed[c.name] = f"its parent {c.init_from} failed"
                     continue
-                parent = in_flight.get(c.init_from)
+                parent = next((ref for ref, p in pending.items() if p.name == c.init_from), None)  # still training
                 try:
                     if parent is None and c.init_from:  # finished before: its weights go with the task
                         parent = {"checkpoint": load_checkpoint(paths.run_dir(c.init_from, profile) / CHECKPOINT)}
                 except engine.CheckpointError as exc:
                     failed[c.name] = str(exc)
                     continue
-                in_flight[c.name] = task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent)
-                pending[in_flight[c.name]] = c
+                pending[task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent)] = c
 
         submit()
         with tqdm(total=len(queue) + len(pending), unit="run", desc="study", disable=not engine.show_progress(),
@@ -134,15 +133,15 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                         failed[c.name] = f"its parent {c.init_from} failed" if c.init_from in failed else _why(exc)
                         tqdm.write(f"{c.name}: FAILED, {failed[c.name]}", file=sys.stderr)
                         continue
-                    finally:
-                        del in_flight[c.name]  # a child submitted later reads the parent from disk
                     runs.save_run(c, profile, result["checkpoint"], result["history"], result["entry"])
                     results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
                     e = result["entry"]
                     tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
-                    configs += (new := more())
+                    new = more()
+                    configs += new
                     added, added_resume = _prepare(new, profile, failed)
-                    queue[:0], resume = added, {**resume, **added_resume}
+                    queue[:0] = added
+                    resume.update(added_resume)
                 if ready:  # the bar changes only when a run ends (a notebook keeps every redraw as an output)
                     submit()
                     bar.total = bar.n + len(pending) + len(queue)

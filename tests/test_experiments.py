@@ -104,7 +104,7 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
         return {"runs": len(configs), "trained": 0, "skipped": len(configs), "failed": {"x": "boom"} if len(seen) > 1 else {}}
 
     monkeypatch.setattr(ex.study, "run_study", fake_study)
-    monkeypatch.setattr(ex.runs, "finished", lambda config, profile: bool(search_done) and config.name.startswith("search"))
+    monkeypatch.setattr(ex.runs, "finished", lambda config, profile, metrics=None: bool(search_done) and config.name.startswith("search"))
     monkeypatch.setattr(ex, "search_entries", lambda p, cache=None: {})
     monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the long recipe won on validation
     adopted = []
