@@ -28,17 +28,22 @@ class ReferenceCNN(nn.Module):
 
 
 class CNN(nn.Sequential):
-    """The family: one block per entry of ``channels`` (conv 3×3 → [BatchNorm] → ReLU → MaxPool), then the reference head.
+    """The family: one block per entry of ``channels`` (conv 3×3 → [BatchNorm] → ReLU for each width of the entry, then
+    MaxPool), then the reference head.
 
-    ``CNN((32, 64))`` is the reference network; ``batchnorm`` and a third block are what the variants change.
+    ``CNN((32, 64))`` is the reference network; ``batchnorm``, a third block and a second conv in a block
+    (``CNN(((32, 32), 64))``) are what the variants change.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (32, 64), batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(self, channels: tuple[int | tuple[int, ...], ...] = (32, 64), batchnorm: bool = False, dropout: float = 0.0):
         layers, c_in, size = [], 1, 28
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm), *([nn.BatchNorm2d(c_out)] if batchnorm else []),
-                       nn.ReLU(), nn.MaxPool2d(2)]
-            c_in, size = c_out, size // 2
+        for block in channels:
+            for c_out in block if isinstance(block, tuple) else (block,):
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm),
+                           *([nn.BatchNorm2d(c_out)] if batchnorm else []), nn.ReLU()]
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
         super().__init__(*layers, nn.Flatten(), nn.Linear(c_in * size * size, 128), nn.ReLU(),
                          *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
 
@@ -59,6 +64,7 @@ MODELS = {
     "batchnorm": lambda dropout=0.0: CNN((32, 64), batchnorm=True, dropout=dropout),
     "three_conv": lambda dropout=0.0: CNN((32, 64, 128), dropout=dropout),
     "improved": lambda dropout=0.0: CNN((32, 64, 128), batchnorm=True, dropout=dropout),
+    "deep": lambda dropout=0.0: CNN(((32, 32), (64, 64), 128), batchnorm=True, dropout=dropout),
     "fast": fast_cnn,
 }
 """Model name (``RunConfig.model``) → constructor taking ``dropout``."""

@@ -17,6 +17,13 @@ def test_every_model_maps_a_batch_to_log_probabilities(name):
     assert torch.allclose(out.exp().sum(1), torch.ones(4), atol=1e-5)
 
 
+def test_a_tuple_entry_of_the_family_stacks_its_convolutions_before_one_pooling():
+    convs = [m for m in models.build_model("deep") if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128)]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in models.build_model("deep")) == 3  # 28 → 14 → 7 → 3
+    assert str(models.CNN(((32,), 64))) == str(models.CNN((32, 64)))  # a one-width tuple is a plain entry
+
+
 def test_unknown_model_is_rejected():
     with pytest.raises(ValueError, match="unknown model"):
         models.build_model("resnet")

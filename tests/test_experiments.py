@@ -127,7 +127,7 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
 
 def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):
     val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991,
-           ("search_dropout", 0): 0.989, ("search_dropout", 1): 0.993}
+           ("search_dropout", 0): 0.989, ("search_dropout", 1): 0.993, ("search_deep", 0): 0.988, ("search_deep", 1): 0.992}
     monkeypatch.setattr(ex, "run_variant", lambda v, seeds, plan, cache=None: [{"val_accuracy": val[v.name, s]} for s in seeds])
     plan = ex.PLANS["full"]
     assert ex.choose_recipe(ex.search_entries(plan)) == ex.SEARCH[1]  # seed 0 alone
