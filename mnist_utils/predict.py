@@ -46,10 +46,12 @@ class PredictError(ValueError):
 
 
 def default_checkpoint() -> Path:
-    """The best trained single model: highest recorded test accuracy among the runs of the full and default profiles
-    whose checkpoint exists (the quick profile's only when neither has one); else where `make run-all` puts reference."""
+    """The best trained single model, chosen on validation, never on the test set: the highest recorded validation
+    accuracy among the runs of the full and default profiles whose checkpoint exists (a run without a validation split,
+    such as notebook 4's reference, only when no run has one; the quick profile's only when neither profile has a
+    run); else where `make run-all` puts reference."""
     for profiles in (("full", "default"), ("quick",)):
-        found = [(entry.get("test_accuracy", -1.0), path) for profile in profiles
+        found = [(("val_accuracy" in entry, entry.get("val_accuracy", -1.0)), path) for profile in profiles
                  for name, entry in runs.read_metrics(profile).items()
                  if (path := paths.run_dir(name, profile) / engine.CHECKPOINT).is_file()]
         if found:

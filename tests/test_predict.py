@@ -316,7 +316,7 @@ def test_symlink_loop_and_dangling_link_say_so(tmp_path):
         predict.load_image(dangling)
 
 
-def _record(name: str, profile: str, accuracy: float, checkpoint, with_file: bool = True) -> None:
+def _record(name: str, profile: str, accuracy: float, checkpoint, with_file: bool = True, val: float | None = None) -> None:
     """A metrics.json entry (with the checkpoint's config) and, if asked, the checkpoint itself."""
     from mnist_utils import engine, paths, runs
 
@@ -324,10 +324,11 @@ def _record(name: str, profile: str, accuracy: float, checkpoint, with_file: boo
         (paths.run_dir(name, profile)).mkdir(parents=True)
         (paths.run_dir(name, profile) / engine.CHECKPOINT).write_bytes(checkpoint.read_bytes())
     config = engine.load_checkpoint(checkpoint)["config"]
-    runs.record_metrics(name, {"profile": profile, "test_accuracy": accuracy, "config": config})
+    runs.record_metrics(name, {"profile": profile, "test_accuracy": accuracy, "config": config,
+                               **({"val_accuracy": val} if val is not None else {})})
 
 
-def test_default_model_is_the_best_recorded_run_and_is_named(tmp_path, monkeypatch, tiny_checkpoint, capsys):
+def test_default_model_is_the_best_run_on_validation_and_is_named(tmp_path, monkeypatch, tiny_checkpoint, capsys):
     from mnist_utils import paths
 
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
@@ -338,9 +339,13 @@ def test_default_model_is_the_best_recorded_run_and_is_named(tmp_path, monkeypat
     assert predict.main([str(image)]) == 0
     err = capsys.readouterr().err
     assert "profile quick, test accuracy 99.90 %" in err and "smoke-test model" in err and "make run-all" in err
-    _record("reference", "default", 0.9927, tiny_checkpoint)
-    _record("improved_clean-seed1", "full", 0.9968, tiny_checkpoint)
-    _record("improved_clean-seed2", "full", 0.9975, tiny_checkpoint, with_file=False)  # deleted checkpoint: skipped
+    _record("reference", "default", 0.9927, tiny_checkpoint)  # no validation split: only when no run has one
+    assert predict.default_checkpoint() == paths.run_dir("reference", "default") / "checkpoint.pt"
+    _record("no_aug-seed0", "default", 0.9801, tiny_checkpoint, val=0.9790)
+    assert predict.default_checkpoint() == paths.run_dir("no_aug-seed0", "default") / "checkpoint.pt"
+    _record("improved_clean-seed1", "full", 0.9968, tiny_checkpoint, val=0.9966)
+    _record("improved-seed3", "full", 0.9970, tiny_checkpoint, val=0.9962)  # best on test, not on validation
+    _record("improved_clean-seed2", "full", 0.9975, tiny_checkpoint, with_file=False, val=0.9970)  # no checkpoint
     assert predict.default_checkpoint() == paths.run_dir("improved_clean-seed1", "full") / "checkpoint.pt"
     assert predict.main([str(image)]) == 0
     err = capsys.readouterr().err
