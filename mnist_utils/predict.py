@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files, one digit each (any colours, any size); put `--` before names starting with '-'")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint to use (default: the trained run with the best recorded test accuracy, "
+                        help="checkpoint to use (default: the trained run with the best recorded validation accuracy, "
                              "full or default profile)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
     args = parser.parse_args(argv)
