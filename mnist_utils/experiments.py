@@ -187,8 +187,10 @@ def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
 
     def final_runs() -> list[RunConfig]:
         """The chosen recipe's final runs, once (and only once) every search run is finished."""
+        if chosen:
+            return []
         metrics = runs.read_metrics(plan.profile)
-        if chosen or not all(runs.finished(c, plan.profile, metrics) for c in search):
+        if not all(runs.finished(c, plan.profile, metrics) for c in search):
             return []
         chosen.append(choose_recipe(search_entries(plan)))
         improved, clean = final_variants(chosen[0])  # the fine-tune's parent is the chosen improved
