@@ -106,7 +106,7 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
     monkeypatch.setattr(ex.study, "run_study", fake_study)
     monkeypatch.setattr(ex.runs, "finished", lambda config, profile, metrics=None: bool(search_done) and config.name.startswith("search"))
     monkeypatch.setattr(ex, "search_entries", lambda p, cache=None: {})
-    monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the long recipe won on validation
+    monkeypatch.setattr(ex, "choose_recipe", lambda search: ex.SEARCH[1])  # as if the short recipe won on validation
     adopted = []
     monkeypatch.setattr(ex.runs, "adopt_run", lambda source, target, profile: adopted.append((source.name, target.name)))
     assert ex.main(["improved_clean", "reference", "--profile", "quick", "--seeds", "1"]) == 0
@@ -116,17 +116,18 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
     assert [c.name for c in final] == ["improved-seed1", "improved_clean-seed1"]
     improved, clean = ex.final_variants(ex.SEARCH[1])
     assert final == [ex.config_for(improved, 1, plan), ex.config_for(clean, 1, plan)]
-    assert final[0].epochs == int(1.5 * plan.improved_epochs) and final[1].init_from == "improved-seed1"
+    assert final[1].init_from == "improved-seed1"
+    assert [ex.config_for(improved, 0, ex.PLANS[p]).epochs for p in ("quick", "default", "full")] == [1, 2, 10]
     assert capsys.readouterr().out.count("already finished") == 1
     assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
     assert len(seen[-1][0]) == 1 and seen[-1][2] == []  # no final variant asked: no search
     assert adopted == []  # seed 1 is no search seed
     ex.main(["improved", "--profile", "quick"])
-    assert adopted == [("search_long-seed0", "improved-seed0")]  # the search's run of the winner is its final seed 0
+    assert adopted == [("search_short-seed0", "improved-seed0")]  # the search's run of the winner is its final seed 0
 
 
 def test_choose_recipe_keeps_the_best_mean_validation_accuracy(monkeypatch):
-    val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_long", 0): 0.994, ("search_long", 1): 0.991,
+    val = {("search_base", 0): 0.990, ("search_base", 1): 0.996, ("search_short", 0): 0.994, ("search_short", 1): 0.991,
            ("search_dropout", 0): 0.989, ("search_dropout", 1): 0.993, ("search_deep", 0): 0.988, ("search_deep", 1): 0.992}
     monkeypatch.setattr(ex, "run_variant", lambda v, seeds, plan, cache=None: [{"val_accuracy": val[v.name, s]} for s in seeds])
     plan = ex.PLANS["full"]

@@ -55,9 +55,9 @@ def _experiments() -> dict:
     return {"profile": "default", "seeds": [0, 1, 2], "epochs": 10, "improved_epochs": 10, "final_seeds": [0, 1, 2],
             "finetune_epochs": 2, "flip_confusion": flips, "val_images": 5000,
             "improved_from": ["batchnorm", "third_conv", "onecycle", "label_smoothing"], "final": final, "rows": rows,
-            "full_profile_only": [], "precision": "bfloat16", "recipe": {"name": "search_long", "description": "longer"},
+            "full_profile_only": [], "precision": "bfloat16", "recipe": {"name": "search_short", "description": "shorter"},
             "search": [{"variant": "search_base", "epochs": 10, "val_accuracy": 99.61},
-                       {"variant": "search_long", "epochs": 15, "val_accuracy": 99.66}]}
+                       {"variant": "search_short", "epochs": 7, "val_accuracy": 99.66}]}
 
 
 def _analysis(accuracy: float, profile: str) -> dict:
