@@ -17,6 +17,11 @@ export IMG
 LAB_IP ?= 127.0.0.1
 PORT ?= 8888
 NB ?= 08_draw_a_digit
+# glibc setting of the processes that train (notebook kernels, the study, the benchmark): freed blocks of up to 32 MB
+# stay in the heap, so training steps stop page-faulting. It is mnist_utils.study.ALLOCATOR (tests/test_study.py keeps
+# the two equal); a GLIBC_TUNABLES of your own is used instead.
+ALLOCATOR := glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824
+TRAIN_ENV = GLIBC_TUNABLES="$${GLIBC_TUNABLES:-$(ALLOCATOR)}"
 
 
 .PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab report bench predict export clean clean-data
@@ -47,7 +52,7 @@ data-repair: $(STAMP) ## move damaged MNIST files aside (*.bad) and restore them
 define papermill
 	@mkdir -p $(EXECUTED)
 	@echo "== $(1) (profile $(PROFILE))"; start=$$(date +%s); \
-	MNIST_PROFILE=$(PROFILE) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
+	MNIST_PROFILE=$(PROFILE) $(TRAIN_ENV) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
 	  --cwd notebooks "$(1)" "$(EXECUTED)/$(notdir $(1))" \
 	  || { echo "FAILED in $(1) (executed copy with the error: $(EXECUTED)/$(notdir $(1)))"; exit 1; }; \
 	echo "   done in $$(( $$(date +%s) - start )) s"
@@ -61,7 +66,7 @@ nb/%: data ## (one notebook: make nb/04_training)
 experiments: nb/06_experiments ## only the experiments notebook, e.g. `make experiments PROFILE=full` for the 3-seed study
 
 study-runs: data ## train the experiments' runs first as Ray tasks: local Ray on all CPUs, or the cluster at RAY_ADDRESS (`make study-runs PROFILE=full`)
-	$(PY) -m mnist_utils train --profile $(PROFILE)
+	$(TRAIN_ENV) $(PY) -m mnist_utils train --profile $(PROFILE)
 
 test: data ## ruff, every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	$(VENV)/bin/ruff check .
@@ -78,14 +83,14 @@ test-fast: data ## the fast unit tests (pytest -m "not slow", about half a minut
 lab: data ## JupyterLab on 127.0.0.1:PORT (8888) opening notebook NB (08_draw_a_digit); prints the URL with its token
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
 	echo "JupyterLab (profile $(PROFILE)): http://$(LAB_IP):$(PORT)/lab/tree/$(NB).ipynb?token=$$token  (Ctrl-C stops it)"; \
-	MNIST_PROFILE=$(PROFILE) JUPYTER_TOKEN=$$token exec $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(LAB_IP) \
+	MNIST_PROFILE=$(PROFILE) JUPYTER_TOKEN=$$token $(TRAIN_ENV) exec $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(LAB_IP) \
 	  --port=$(PORT) --ServerApp.port_retries=0 --ServerApp.default_url=/lab/tree/$(NB).ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 report: $(STAMP) ## build report/report.pdf from artifacts/ and report/figures/ (run `make run-all` first)
 	$(PY) -m mnist_utils.report build
 
 bench: data ## stock vs project training speed, compute bound, time-to-99 %: prints a table, writes artifacts/bench.json
-	$(PY) -m mnist_utils.bench
+	$(TRAIN_ENV) $(PY) -m mnist_utils.bench
 
 # IMG reaches the shell as an environment variable, never as make text: a name that exists is one file (spaces and
 # all), anything else is split at spaces; `--` keeps names that start with '-' from being read as options.

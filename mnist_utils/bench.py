@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds: every pipeline is measured once per round")
     parser.add_argument("--race-seeds", type=int, default=5, help="seeds of the time-to-99 %% race")
     args = parser.parse_args(argv)
+    tunables = os.environ.get("GLIBC_TUNABLES") or None  # `make bench` sets the study's (study.ALLOCATOR) for every pipeline
     print(f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64")
+          f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64; "
+          f"GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}")
     values = interleaved(PIPELINES, args.rounds, args.steps)
     epochs = {name: spread(v) for name, v in values.items()}
     stock = min((name for name in epochs if name.startswith("stock")), key=lambda name: epochs[name]["median"])
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "reached": sum(a >= 0.99 for a in accuracies), "seeds": len(races)},
         "time_to_99_all": races, "time_to_99_recipe": FAST_RECIPE.to_dict(),
         "steps_per_measurement": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "device": "cpu",
+        "cpu_count": os.cpu_count(), "device": "cpu", "glibc_tunables": tunables,
     }
     width = max(map(len, epochs))
     print(f"\n  {'seconds per epoch':<{width}}     min  median     max")

@@ -30,7 +30,8 @@ ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=10
 """``GLIBC_TUNABLES`` of the task processes: glibc keeps freed blocks of up to 32 MB in its heap and never hands the heap
 back, so every training step reuses pages already mapped. By default each step's large activations are mapped afresh:
 the deep model took 3,700 page faults per step in a 1-thread task (190 with this setting), and its steps took 19 % less
-time with it (9-10 % with two tasks side by side). The driver's own ``GLIBC_TUNABLES``, when set, is passed on instead."""
+time with it (9-10 % with two tasks side by side). The driver's own ``GLIBC_TUNABLES``, when set, is passed on instead;
+`make` starts its notebook kernels, the study and the benchmark with the same setting (the Makefile's ``ALLOCATOR``)."""
 
 
 def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None, parent: dict | None) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,22 @@ def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, 
     assert tunables_in_a_task() == study.ALLOCATOR
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
     assert tunables_in_a_task() == "glibc.malloc.arena_max=2"
+
+
+@pytest.mark.parametrize("target, command", [("nb/04_training", "papermill"), ("study-runs", "mnist_utils train"),
+                                             ("bench", "mnist_utils.bench")])
+def test_make_trains_with_the_allocator_setting_or_the_users_own(target, command):
+    """The Makefile's copy of the setting is ``study.ALLOCATOR``, and its recipes put it (or the user's own) in front of
+    every process that trains: the notebook kernels, the study driver, the benchmark."""
+    dry_run = subprocess.run(["make", "-n", target], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in dry_run.splitlines() if command in line)
+    assignment = re.search(r'GLIBC_TUNABLES="[^"]*"', line)
+    assert assignment, f"`make {target}` starts {command} without GLIBC_TUNABLES: {line}"
+    for users, expected in ((None, study.ALLOCATOR), ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2")):
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | ({"GLIBC_TUNABLES": users} if users else {})
+        seen = subprocess.run(["bash", "-c", f"{assignment[0]} printenv GLIBC_TUNABLES"], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        assert seen == expected, target
 
 
 @pytest.mark.slow
