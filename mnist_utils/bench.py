@@ -3,6 +3,7 @@ floor, interleaved (A B C … A B C …) so machine noise hits every pipeline al
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import platform
@@ -19,7 +20,7 @@ from . import paths
 from .augment import REFERENCE_SPEC, augment_batch, reference_pipeline, to_unit
 from .config import RunConfig
 from .data import Split, load_split, mnist_dataset
-from .engine import evaluate, fit
+from .engine import AUGMENT_IMAGES, evaluate, fit
 from .models import ReferenceCNN
 from .runs import write_json
 
@@ -49,10 +50,13 @@ def _timed_steps(step: Callable[[], None], steps: int, warmup: int = 5) -> float
     return time.perf_counter() - start
 
 
-def _adam_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    """One training step of the reference recipe: forward, NLL loss, backward, Adam."""
+def _adam_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               precision: str = "float32") -> None:
+    """One training step of the reference recipe: forward (autocast to ``precision``, as the engine), NLL loss, backward, Adam."""
     opt.zero_grad(set_to_none=True)
-    F.nll_loss(model(x), y).backward()
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+        log_probs = model(x)
+    F.nll_loss(log_probs.float(), y).backward()
     opt.step()
 
 
@@ -76,21 +80,23 @@ def project_epoch_s(steps: int, seed: int = 0, precision: str = "float32") -> fl
     return _rate(len(train), result.history[0]["epoch_seconds"])
 
 
-def compute_epoch_s(steps: int, seed: int = 0, channels_last: bool = True) -> float:
+def compute_epoch_s(steps: int, seed: int = 0, channels_last: bool = True, precision: str = "float32") -> float:
     """Forward + backward + fused Adam step alone, on random tensors; defaults are the settings the engine trains with."""
     torch.manual_seed(seed)
     model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, x, y), steps))
+    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, x, y, precision), steps))
 
 
 def augment_epoch_s(steps: int, seed: int = 0) -> float:
-    """The engine's batched augmentation alone (uint8 → float, one affine per image, ``grid_sample``)."""
-    g = torch.Generator().manual_seed(seed)
-    batches = iter(load_split(True).images[: 64 * (steps + 5)].split(64))  # 5 warm-up batches, then ``steps`` timed
-    return _rate(64 * steps, _timed_steps(lambda: augment_batch(to_unit(next(batches)), g, REFERENCE_SPEC), steps))
+    """The engine's augmentation alone, as :func:`engine.fit` calls it (uint8 → float, one affine per image, ``grid_sample``;
+    :data:`engine.AUGMENT_IMAGES` images per call, drawn batch by batch), for at least ``steps`` batches of 64."""
+    g, size = torch.Generator().manual_seed(seed), AUGMENT_IMAGES
+    calls = math.ceil(64 * steps / size)
+    chunks = iter(load_split(True).images[: size * (calls + 1)].split(size))  # 1 warm-up call, then ``calls`` timed
+    return _rate(size * calls, _timed_steps(lambda: augment_batch(to_unit(next(chunks)), g, REFERENCE_SPEC, 64), calls, 1))
 
 
 def _one_thread_compute(steps: int, seed: int) -> float:
@@ -107,12 +113,14 @@ def two_processes_epoch_s(steps: int, seed: int = 0) -> float:
     return 1 / sum(1 / s for s in each)
 
 
+BF16_ENGINE = "engine, bfloat16 forward (the study's runs)"
 PIPELINES: dict[str, Callable[[int, int], float]] = {
     "stock, 0 workers": lambda steps, seed: stock_epoch_s(steps, 0, seed),
     "stock, 2 workers": lambda steps, seed: stock_epoch_s(steps, 2, seed),
     "engine": project_epoch_s,
-    "engine, bfloat16 forward (the study's runs)": lambda steps, seed: project_epoch_s(steps, seed, "bfloat16"),
+    BF16_ENGINE: lambda steps, seed: project_epoch_s(steps, seed, "bfloat16"),
     "compute, channels-last (engine)": compute_epoch_s,
+    "compute, bfloat16 forward": lambda steps, seed: compute_epoch_s(steps, seed, precision="bfloat16"),
     "compute, contiguous": lambda steps, seed: compute_epoch_s(steps, seed, channels_last=False),
     "compute, two 1-thread processes": two_processes_epoch_s,
     "augmentation alone": augment_epoch_s,
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "epoch_s": epochs, "epoch_s_all": values, "stock": stock,
         "speedup_vs_stock": median[stock] / median["engine"],
         "engine_over_compute": median["engine"] / median["compute, channels-last (engine)"],
+        "speedup_vs_stock_bfloat16": median[stock] / median[BF16_ENGINE],
+        "engine_over_compute_bfloat16": median[BF16_ENGINE] / median["compute, bfloat16 forward"],
         "two_processes_throughput": median["compute, channels-last (engine)"] / median["compute, two 1-thread processes"],
         "epoch_tflop": flops / 1e12, "sgemm_gflops": gflops, "floor_epoch_s": floor,
         "engine_share_of_floor": floor / median["engine"],
@@ -198,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm {gflops:.0f} GFLOP/s)\n")
     t, acc = result["time_to_99_s"], result["time_to_99_accuracy"]
     print(f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), {result['engine_over_compute']:.3f}x "
-          f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; two 1-thread processes give "
+          f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the bfloat16 forward pass "
+          f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and {result['engine_over_compute_bfloat16']:.3f}x "
+          f"its compute; two 1-thread processes give "
           f"{result['two_processes_throughput']:.2f}x the throughput of one {torch.get_num_threads()}-thread process\n"
           f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / max of {len(races)} seeds, "
           f"eval included); test accuracy mean {100 * acc['mean']:.2f} %, min {100 * acc['min']:.2f} %, "

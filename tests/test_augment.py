@@ -171,3 +171,14 @@ def test_noise_brightens_the_background_by_a_random_amount_per_image():
     assert sigma.max() < spec.noise * 1.1 and sigma.min() < 0.1 * spec.noise < 0.9 * spec.noise < sigma.max()
     assert (out.flatten(1).mean(1) > 0.01).float().mean() > 0.8  # most backgrounds are grey, not black
     assert A.AugmentSpec.from_names(("strong", "noise")).noise == spec.noise
+
+
+@pytest.mark.parametrize("names", [("rotate", "crop", "translate"), ("strong", "flip", "elastic", "noise")])
+def test_augmenting_several_batches_at_once_gives_the_images_of_batch_by_batch_calls(test_split, names):
+    spec, x = A.AugmentSpec.from_names(names), A.to_unit(test_split.images[:200])  # batches of 64, 64, 64 and 8
+    g_each, g_once = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    each = torch.cat([A.augment_batch(batch, g_each, spec) for batch in x.split(64)])
+    once = A.augment_batch(x, g_once, spec, batch_size=64)
+    assert torch.equal(once, each)
+    assert torch.equal(g_once.get_state(), g_each.get_state())  # the next batches are drawn alike too
+    assert not torch.equal(A.augment_batch(x, torch.Generator().manual_seed(7), spec), each)  # one draw of 200 differs
