@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracies = [r["test_accuracy"] for r in races]
     median = {name: e["median"] for name, e in epochs.items()}
     result = {
-        "epoch_s": epochs, "epoch_s_all": values, "stock": stock,
+        "epoch_s": epochs, "epoch_s_all": values, "pipelines": list(PIPELINES), "stock": stock,
         "speedup_vs_stock": median[stock] / median["engine"],
         "engine_over_compute": median["engine"] / median["compute, channels-last (engine)"],
         "speedup_vs_stock_bfloat16": median[stock] / median[BF16_ENGINE],
