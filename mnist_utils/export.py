@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-images", type=int, default=256, metavar="N",
                         help="real test images to verify on (default 256)")
     args = parser.parse_args(argv)
+    if args.check_images < 1:
+        print(f"error: --check-images {args.check_images}: the exports are verified on at least 1 "
+              f"test image (e.g. --check-images 256)", file=sys.stderr)
+        return 2
     out = args.out or paths.artifacts_dir() / "export"
     try:
         model, described = load_default(args.checkpoint)

@@ -8,7 +8,7 @@ from torch import nn
 
 # The class below is notebook 3's, character for character (tests/test_lessons.py checks it).
 class ReferenceCNN(nn.Module):
-    """Conv(1→32) → ReLU → MaxPool → Conv(32→64) → ReLU → MaxPool → Linear(3136→128) → ReLU → Linear(128→10)."""
+    """Conv(1→32) → MaxPool → ReLU → Conv(32→64) → MaxPool → ReLU → Linear(3136→128) → ReLU → Linear(128→10)."""
 
     def __init__(self, dropout: float = 0.0):
         super().__init__()

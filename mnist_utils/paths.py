@@ -30,9 +30,9 @@ def report_dir() -> Path:
     return _from_env("MNIST_REPORT_DIR", ROOT / "report")
 
 
-def figures_dir() -> Path:
-    """Figures written by the notebooks for the report (``<report dir>/figures``)."""
-    return report_dir() / "figures"
+def figures_dir(profile: str) -> Path:
+    """Figures the notebooks write for ``profile``'s report: ``<report dir>/figures/<profile>``."""
+    return report_dir() / "figures" / profile
 
 
 def generated_dir() -> Path:
@@ -40,15 +40,26 @@ def generated_dir() -> Path:
     return report_dir() / "generated"
 
 
+def profile_dir(profile: str) -> Path:
+    """Everything one profile's notebooks write: its runs, metrics.json and the report's JSON
+    (``artifacts/runs/<profile>``); a run of another profile never changes it."""
+    return artifacts_dir() / "runs" / profile
+
+
 def run_dir(name: str, profile: str) -> Path:
     """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>`` (runs of different profiles
     never share a checkpoint path)."""
-    return artifacts_dir() / "runs" / profile / name
+    return profile_dir(profile) / name
 
 
 def metrics_path(profile: str) -> Path:
     """JSON file with one entry per run name of ``profile``: ``artifacts/runs/<profile>/metrics.json``."""
-    return artifacts_dir() / "runs" / profile / "metrics.json"
+    return profile_dir(profile) / "metrics.json"
+
+
+def rebuild_command(profile: str) -> str:
+    """The command that (re)creates every output of ``profile``: ``make run-all [PROFILE=...]``."""
+    return "make run-all" if profile == "default" else f"make run-all PROFILE={profile}"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -62,4 +73,20 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_user_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a path the user named, never replacing what is there: a regular file (or a
+    new name) atomically, a symlink's target the same way, a device or FIFO directly; a folder is an
+    OSError."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir():
+        raise IsADirectoryError(21, "it is a folder; name a file", str(path))
+    if target.exists() and not target.is_file():  # /dev/null, a FIFO: written into, not replaced
+        with open(target, "w") as out:
+            out.write(text)
+        return path
+    atomic_write(target, lambda tmp: tmp.write_text(text))
     return path

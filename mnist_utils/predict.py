@@ -34,6 +34,18 @@ INK_FRACTION = 0.1
 """Pixels near the digit's strokes with more than this fraction of full ink make up its bounding box."""
 MIN_CONTRAST = 0.05
 """An image whose ink is less than this (fraction of full scale) above its background counts as blank."""
+MIN_SIDE, MIN_LONG_SIDE = 3, 8
+"""Smaller images (either side, the long side, in pixels) are refused: they cannot hold a digit."""
+MIN_SNR = 8.0
+"""Ink must stand this many times the paper's noise (its robust spread, lightly smoothed) above the paper."""
+MIN_DIGIT = 0.04
+"""The digit spans at least this fraction of the image's long side (and 4 pixels); smaller ink is a speck."""
+LINE_EDGE, LINE_THICK, LINE_MIN_SIZE = 0.05, 0.025, 64
+"""A ruled or squared line runs to within LINE_EDGE of both edges and is at most LINE_THICK of the image thick;
+smaller images than LINE_MIN_SIZE pixels are a tight crop of one digit, with no lines to look for."""
+OTHER_DIGIT, MAX_ASPECT = 0.25, 2.0
+"""A piece of ink beside the digit with OTHER_DIGIT of its ink and 60 % of its height is another digit; so is
+writing more than MAX_ASPECT times as wide as tall."""
 WORK_SIZE = 1024
 """Larger images are first reduced (box average) to at most this many pixels on their long side."""
 FRAGMENT_MASS, FRAGMENT_GAP = 0.1, 0.15
@@ -130,12 +142,16 @@ def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
     return luma * weight + background * (1 - weight)
 
 
-def _real_range(values: np.ndarray) -> np.ndarray:
-    """16/32-bit or float pixels scaled to [0, 1] by their own min..max, so 12-bit data in a 16-bit file works; NaN and
-    ±Inf pixels stay NaN (:func:`preprocess_array` treats them as background)."""
+def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
+    """16/32-bit or float pixels → [0, 1] in absolute terms, so a blank page's noise stays faint: integers by the
+    smallest full scale 2**k - 1 (k = 8…16, 24, 32) that holds them (12-bit data in a 16-bit file works), floats as they
+    are when within [0, 1]; other data by its own min..max. NaN and ±Inf pixels stay NaN (background)."""
     values = values.astype(np.float64)
     finite = np.isfinite(values)
     low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    if low >= 0 and (high <= 1 or integer):
+        top = 1.0 if not integer else next((2.0**k - 1 for k in (*range(8, 17), 24, 32) if high <= 2**k - 1), high)
+        return np.where(finite, values / top, np.nan)
     return np.where(finite, (values - low) / (high - low) if high > low else 0.0, np.nan)
 
 
@@ -144,7 +160,8 @@ def to_gray(image: Image.Image) -> np.ndarray:
     mode = image.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image))
+            return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image),
+                               integer=mode != "F")
         if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
             return _alpha_composite(np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0)
         rgb = image if mode in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
@@ -153,9 +170,12 @@ def to_gray(image: Image.Image) -> np.ndarray:
         raise PredictError(f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first.") from exc
 
 
-def otsu_threshold(gray: np.ndarray, bins: int = 256) -> float:
-    """Otsu's global threshold for values in [0, 1]: the level that best separates the histogram into two classes."""
-    hist, edges = np.histogram(gray, bins=bins, range=(0.0, 1.0))
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's global threshold: the level that best splits the histogram (over the values' range) in two classes."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return high
+    hist, edges = np.histogram(values, bins=bins, range=(low, high))
     mids = (edges[:-1] + edges[1:]) / 2
     below = np.cumsum(hist)
     above = below[-1] - below
@@ -164,16 +184,118 @@ def otsu_threshold(gray: np.ndarray, bins: int = 256) -> float:
     return float(edges[1 + int(np.argmax(between))])
 
 
-def ink_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ink in [0, 1], bright on black; the pixels above Otsu's threshold). The background is the majority class."""
-    strong = gray >= otsu_threshold(gray)
-    if strong.mean() > 0.5:  # most pixels are bright: dark ink on light paper
-        gray, strong = 1.0 - gray, ~strong
-    two_classes = strong.any() and not strong.all()
-    background, ink_level = (float(np.median(gray[~strong])), float(np.percentile(gray[strong], 90))) if two_classes else (0, 0)
-    if ink_level - background < MIN_CONTRAST:
+def _resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float array to ``shape`` (rows, columns)."""
+    image = Image.fromarray(values.astype(np.float32), "F")
+    return np.asarray(image.resize(shape[::-1], Image.Resampling.BILINEAR), dtype=np.float64)
+
+
+def level_out(gray: np.ndarray) -> np.ndarray:
+    """The image less the light level of each part of the page (a median over half the image, computed small)."""
+    factor = max(1, -(-max(gray.shape) // 64))
+    small = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
+    level = ndimage.median_filter(small, size=max(1, min(small.shape) // 2), mode="constant",
+                                  cval=float(np.median(small)))  # a dark frame is no paper
+    return gray - (_resize(level, gray.shape) if factor > 1 else level)
+
+
+def flatten(gray: np.ndarray) -> np.ndarray:
+    """Ink bright on black in [0, 1] relative to the paper under it, so uneven light (a gradient, a shadow,
+    vignetting) is taken out: the paper is a grey closing (opening for light ink) wider than any stroke. The ink
+    is dark when, once the light level is out, most pixels lie above Otsu's threshold (paper is the majority)."""
+    flat = level_out(gray)
+    above = flat >= otsu_threshold(flat)
+    dark = bool(above.mean() > 0.5)
+    strokes = ~above if dark else above
+    stroke = float(ndimage.distance_transform_edt(strokes).max()) if strokes.any() else 0.0
+    size = int(np.clip(6 * stroke + 3, min(gray.shape) / 4, min(gray.shape) / 2))
+    padded = np.pad(gray, size, mode="edge")  # so light falling off towards an edge is followed there too
+    window = (slice(size, -size), slice(size, -size))
+    if dark:  # light × reflectance: a ratio to the paper takes the light out
+        paper = ndimage.grey_closing(padded, size=(size, size))[window]
+        return np.clip(1.0 - gray / np.maximum(paper, 1e-3), 0.0, 1.0)
+    return np.clip(gray - ndimage.grey_opening(padded, size=(size, size))[window], 0.0, 1.0)
+
+
+def _contrast(ink: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+    """(Otsu's ink pixels, paper level, ink level (90th percentile), robust spread of the paper) of a map."""
+    strong = ink >= otsu_threshold(ink)
+    if strong.all() or not strong.any():
+        return strong, 0.0, 0.0, 0.0
+    paper = ink[~strong]
+    level = float(np.median(paper))
+    spread = 1.4826 * float(np.median(np.abs(paper - level)))
+    return strong, level, float(np.percentile(ink[strong], 90)), spread
+
+
+def ink_map(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink rescaled to [0, 1]; the pixels above Otsu's threshold) of a flattened map, bright on black. Blank if
+    the ink is less than MIN_CONTRAST above the paper or, after light smoothing, under MIN_SNR × its noise."""
+    strong, background, ink_level, _ = _contrast(ink)
+    _, paper, level, noise = _contrast(ndimage.gaussian_filter(ink, max(1.0, max(ink.shape) / 400)))
+    if ink_level - background < MIN_CONTRAST or level - paper < MIN_SNR * noise:
         raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
-    return np.clip((gray - background) / (ink_level - background), 0.0, 1.0), strong
+    return np.clip((ink - background) / (ink_level - background), 0.0, 1.0), strong
+
+
+def _along(band: np.ndarray, thin: np.ndarray, tol: int) -> np.ndarray:
+    """The pixels of a box within the line's own thickness of the straight line fitted through the centres of
+    a band's thin columns ``thin`` (a band is the line widened by ``tol`` rows each side)."""
+    rows = np.arange(band.shape[0])[:, None]
+    depth = band[:, thin].sum(0)
+    slope, offset = np.polyfit(thin, (band[:, thin] * rows).sum(0) / depth, 1)
+    half = max(1.0, (float(np.median(depth)) - 2 * tol) / 2) + 1
+    return np.abs(rows - (slope * np.arange(band.shape[1]) + offset)) <= half
+
+
+def _row_lines(strong: np.ndarray) -> np.ndarray:
+    """Pixels of long thin horizontal lines (ruled or squared paper, tilted by up to ~3°, broken by small gaps)
+    that run from edge to edge, less the columns where a stroke of the digit lies along them."""
+    h, w = strong.shape
+    tol, gap = max(1, round(0.01 * w)), max(1, round(0.04 * w))
+    thick = ndimage.maximum_filter(strong.view(np.uint8), size=(2 * tol + 1, 2 * gap + 1)).astype(bool)
+    runs, _ = ndimage.label(thick, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    long = thick & (np.bincount(runs.ravel())[runs] >= 0.3 * w + 2 * gap)
+    bands, _ = ndimage.label(long, structure=np.ones((3, 3)))
+    lines = np.zeros_like(strong)
+    for k, box in enumerate(ndimage.find_objects(bands), start=1):
+        if box[1].start > LINE_EDGE * w or box[1].stop < (1 - LINE_EDGE) * w:
+            continue
+        band = bands[box] == k
+        depth = band.sum(0)
+        thin = np.flatnonzero((depth > 0) & (depth <= 2 * tol + max(3.0, LINE_THICK * h)))
+        if len(thin) >= 0.25 * np.count_nonzero(depth):  # where a stroke meets the line, it is thicker
+            lines[box] |= _along(band, thin, tol) & strong[box]
+    return lines
+
+
+def paper_lines(strong: np.ndarray) -> np.ndarray:
+    """The pixels of the lines of ruled or squared paper, horizontal and vertical, less the strokes of the digit
+    that cross them (ink right above and below a line, or left and right of it)."""
+    rows, columns = _row_lines(strong), _row_lines(strong.T).T
+    if not rows.any() and ndimage.label(columns, structure=np.ones((3, 3)))[1] == 1:
+        columns[:] = False  # a lone upright line on plain paper is the digit 1
+    lines = rows | columns
+    rest = strong & ~lines
+    for found, axis in ((rows, 0), (columns, 1)):
+        if found.any():
+            reach = 4 * int(ndimage.distance_transform_edt(found).max()) + round(0.02 * max(strong.shape)) + 3
+            shape = (reach, 1) if axis == 0 else (1, reach)
+            lines &= ~(found & ndimage.binary_closing(rest, structure=np.ones(shape)))
+    return lines
+
+
+def remove_lines(flat: np.ndarray, ink: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, ink pixels) of :func:`ink_map` once the lines of ruled or squared paper and their faint edges are
+    painted over with paper, so the digit's contrast (or a blank page's) is measured without them."""
+    lines = paper_lines(strong) if max(strong.shape) >= LINE_MIN_SIZE else np.zeros_like(strong)
+    if not lines.any():
+        return ink, strong
+    zone, rest = ndimage.binary_dilation(lines, iterations=2), strong & ~lines
+    labels, count = ndimage.label(rest, structure=np.ones((3, 3)))
+    inside = np.asarray(ndimage.mean(zone, labels, range(1, count + 1))) if count else np.zeros(0)
+    slivers = np.isin(labels, 1 + np.flatnonzero(inside > 0.8))  # bits of a line's edge go with it
+    return ink_map(np.where(lines | slivers | (zone & ~rest), float(np.median(flat[~strong])), flat))
 
 
 def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]) -> bool:
@@ -191,19 +313,59 @@ def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, sli
     return sorted(sides)[1] >= 0.6 and bool(others[inner].any())
 
 
+def _side_by_side(one: tuple[slice, slice], other: tuple[slice, slice]) -> bool:
+    """Whether two boxes lie side by side as the digits of a number do: apart in columns, sharing most rows."""
+    rows = min(one[0].stop, other[0].stop) - max(one[0].start, other[0].start)
+    short = min(one[0].stop - one[0].start, other[0].stop - other[0].start)
+    columns = min(one[1].stop, other[1].stop) - max(one[1].start, other[1].start)
+    narrow = min(one[1].stop - one[1].start, other[1].stop - other[1].start)
+    return columns <= 0.25 * narrow and rows >= 0.5 * short
+
+
+def _one_digit(labels: np.ndarray, boxes: list, mass: np.ndarray, main: int, kept: list[int]) -> None:
+    """Refuse an image with more than one digit: a second large piece of ink beside the digit, or the digit's
+    pieces side by side with a clear gap between them."""
+    height = boxes[main][0].stop - boxes[main][0].start
+    for k in np.flatnonzero(mass >= OTHER_DIGIT * mass[main]):
+        tall = boxes[k][0].stop - boxes[k][0].start >= 0.6 * height
+        if k + 1 not in kept and tall and _side_by_side(boxes[main], boxes[k]):
+            raise PredictError("more than one digit found (another piece of writing as large as the digit "
+                               "lies beside it); crop the image to a single digit.")
+    digit = np.isin(labels, kept)
+    rows, columns = np.flatnonzero(digit.any(1)), digit.any(0)
+    across = np.flatnonzero(columns)
+    if across[-1] - across[0] + 1 > MAX_ASPECT * (rows[-1] - rows[0] + 1):
+        raise PredictError(f"more than one digit found (the writing is over {MAX_ASPECT:g} times as wide "
+                           "as tall); crop the image to a single digit.")
+    groups, count = ndimage.label(columns)
+    if count > 1:
+        rows = [np.flatnonzero(np.isin(labels[:, groups == g], kept).any(1)) for g in range(1, count + 1)]
+        spans = np.array([r[-1] - r[0] + 1 for r in rows])
+        if (spans >= 0.5 * spans.max()).sum() > 1:
+            raise PredictError(f"more than one digit found ({count} pieces side by side); crop the image "
+                               "to a single digit.")
+
+
 def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The pixels of the digit: the heaviest connected stroke and the large pieces near it (a broken stroke), without
-    boxes, border lines and specks; each faint (anti-aliased) pixel goes with the stroke nearest to it."""
+    boxes, border lines and specks; each faint (anti-aliased) pixel goes with the stroke nearest to it. Refuses a
+    lone speck and more than one digit."""
     labels, count = ndimage.label(strong, structure=np.ones((3, 3)))
     boxes = ndimage.find_objects(labels)
     mass = np.asarray(ndimage.sum_labels(ink, labels, range(1, count + 1)))
-    clutter = [k for k, box in enumerate(boxes) if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box, ink.shape)]
+    clutter = [k for k, box in enumerate(boxes)
+               if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box, ink.shape)]
     if len(clutter) < count:  # never remove everything: a lone line is the digit 1
         mass[clutter] = 0
     main = int(np.argmax(mass))
+    size = max(box.stop - box.start for box in boxes[main])
+    if size < max(4, MIN_DIGIT * max(ink.shape)):
+        raise PredictError(f"image is blank: the only ink is a speck {size} pixels across (a digit must span "
+                           f"{100 * MIN_DIGIT:g} % of the image); crop the image around the digit.")
     gap = ndimage.distance_transform_edt(labels != main + 1)
-    reach = FRAGMENT_GAP * max(box.stop - box.start for box in boxes[main])
+    reach = FRAGMENT_GAP * size
     kept = [k + 1 for k in np.flatnonzero(mass >= FRAGMENT_MASS * mass[main]) if gap[labels == k + 1].min() <= reach]
+    _one_digit(labels, boxes, mass, main, kept)
     distance, nearest = ndimage.distance_transform_edt(~strong, return_indices=True)
     owner = labels[tuple(nearest)]
     return (ink > INK_FRACTION) & np.isin(owner, kept) & (distance <= max(2.0, 0.02 * max(ink.shape)))
@@ -216,6 +378,9 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
         raise PredictError("image has zero size; it holds no digit.")
     if gray.ndim != 2:
         raise PredictError(f"expected a 2-D grayscale array, got shape {gray.shape}.")
+    if min(gray.shape) < MIN_SIDE or max(gray.shape) < MIN_LONG_SIDE:
+        raise PredictError(f"image is only {gray.shape[1]}×{gray.shape[0]} pixels, too small to hold a digit; "
+                           f"use one at least {MIN_LONG_SIDE} pixels on its long side (MNIST's are 28).")
     finite = np.isfinite(gray)
     if not finite.any():
         raise PredictError("image is blank: no pixel has a finite value.")
@@ -223,7 +388,10 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
     factor = -(-max(gray.shape) // WORK_SIZE)
     if factor > 1:  # a 20×20 digit needs no more: keeps a 40-megapixel photo fast and small in memory
         gray = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
-    ink, strong = ink_map(gray)
+    flat = flatten(gray)
+    ink, strong = remove_lines(flat, *ink_map(flat))
+    if not strong.any():
+        raise PredictError("image is blank: it holds only the lines of ruled or squared paper.")
     mask = digit_mask(ink, strong)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     patch = fit_box((ink * mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
@@ -315,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = any("error" in r for r in results)
     if args.json is not None:
         try:
-            paths.atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
+            paths.write_user_file(args.json, json.dumps(results, indent=2) + "\n")
         except OSError as exc:
             print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             failed = True

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from . import paths
+from . import edits, paths
 from .config import RunConfig
 from .data import Split, load_split
 from .engine import CHECKPOINT, RunConflictError, checkpoint_of, evaluate, fit, load_checkpoint, save_checkpoint  # noqa: F401
@@ -151,6 +151,8 @@ def record_run(config: RunConfig, profile: str, model: torch.nn.Module, history:
              "threads": torch.get_num_threads(), "config": config.to_dict()}
     if data.val is not None:
         entry["val_accuracy"] = history[-1]["val_accuracy"]
+    if (lesson := edits.stored_digest(paths.run_dir(config.name, profile))) is not None:
+        entry["lesson"] = lesson  # the fingerprint of the notebook code that trained it (notebook 4)
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
     return entry

@@ -2,15 +2,18 @@
 its results; the driver alone writes artifacts/, one run at a time. Ray is imported only when a study starts."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from unittest import mock
@@ -18,10 +21,13 @@ from unittest import mock
 import torch
 from tqdm import tqdm
 
-from . import engine, paths, runs
+from . import engine, paths, reaper, runs
 from .config import RunConfig
 from .data import load_split
 from .engine import CHECKPOINT, load_checkpoint, save_checkpoint
+
+CONNECT_TIMEOUT_S = 10.0
+"""Seconds a study waits for the host:port of ``$RAY_ADDRESS`` to accept a connection."""
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in the run is never retried)."""
@@ -34,14 +40,31 @@ time with it (9-10 % with two tasks side by side). The driver's own ``GLIBC_TUNA
 `make` starts its notebook kernels, the study and the benchmark with the same setting (the Makefile's ``ALLOCATOR``)."""
 
 
-def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None, parent: dict | None) -> dict:
-    """One run, in a Ray task with one thread: train under a node-local artifacts folder (a retry on the same node
-    resumes there) from ``resume`` or the ``parent`` result's weights; return its entry, history and checkpoint."""
+class StudyError(RuntimeError):
+    """The study cannot start (e.g. the Ray cluster is unreachable); the message names the fix."""
+
+
+def checkout_id() -> str:
+    """Who runs the study: this machine and its artifacts folder (two clones never share one)."""
+    return f"{socket.gethostname()}:{paths.artifacts_dir()}"
+
+
+def scratch_dir(checkout: str, profile: str, config: RunConfig) -> Path:
+    """The node-local folder a task of ``config`` trains in: the same for a retry of the task,
+    different for every checkout (:func:`checkout_id`), profile and config."""
+    key = hashlib.sha256(repr((checkout, profile, config)).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir(), "mnist_utils-study", key)
+
+
+def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None,
+               parent: dict | None, checkout: str) -> dict:
+    """One run, in a Ray task with one thread: train under a node-local folder of the driver's
+    checkout (a retry on the same node resumes there) from ``resume`` or the ``parent`` result's
+    weights; return its entry, history and checkpoint."""
     import ray
 
     torch.set_num_threads(1)
-    start, key = time.perf_counter(), hashlib.sha256(repr((profile, config)).encode()).hexdigest()[:16]
-    root = Path(tempfile.gettempdir(), "mnist_utils-study", key)
+    start, root = time.perf_counter(), scratch_dir(checkout, profile, config)
     with mock.patch.dict(os.environ, {"MNIST_ARTIFACTS_DIR": str(root)}):  # a killed worker never reaches the rmtree
         for name, state in ((config.name, resume), (config.init_from, parent and parent["checkpoint"])):
             if state is not None and not (paths.run_dir(name, profile) / CHECKPOINT).is_file():
@@ -81,11 +104,48 @@ def _why(exc: Exception) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, in one line, a ``$RAY_ADDRESS`` (``host:port``, ``ray://host:port``) that is
+    malformed or whose port accepts no connection within ``timeout`` s; ``auto``, ``local``: Ray's."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    fix = "start the cluster (`ray start --head`) or unset RAY_ADDRESS to train on this machine"
+    if not sep or not host or not port.isdigit():
+        raise StudyError(f"RAY_ADDRESS={address} is not host:port (e.g. 10.0.0.5:6379); {fix}.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise StudyError(f"cannot reach the Ray cluster at RAY_ADDRESS={address} within "
+                         f"{timeout:g} s "
+                         f"({exc.strerror or exc}); {fix}.") from exc
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the study runs, SIGTERM stops it like Ctrl-C: Ray is shut down, no process is left."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def start_ray() -> ModuleType:
-    """Connect to the Ray cluster at ``$RAY_ADDRESS``, or start a local Ray listening on the loopback only; its tasks
-    run this very code (``py_modules``) with :data:`ALLOCATOR`. The ``ray`` module."""
+    """Connect to the Ray cluster at ``$RAY_ADDRESS`` (checked to answer first), or start a local
+    Ray listening on the loopback only; its tasks run this very code (``py_modules``) with
+    :data:`ALLOCATOR`. The ``ray`` module."""
     address = os.environ.get("RAY_ADDRESS", "").strip()
-    if not address:  # read when ray is first imported
+    if address:
+        check_reachable(address)
+    else:  # read when ray is first imported
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
@@ -112,9 +172,12 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
 
     if not queue:
         return summary()
+    runs.check_writable(paths.profile_dir(profile))  # an unusable folder fails before Ray starts
     start = time.perf_counter()
     ray = start_ray()
-    startup, pending = time.perf_counter() - start, {}
+    local = not os.environ.get("RAY_ADDRESS", "").strip()
+    watcher = reaper.start() if local else None  # a local Ray ends with this process
+    startup, pending, checkout = time.perf_counter() - start, {}, checkout_id()
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
         task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
@@ -134,7 +197,9 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                 except engine.CheckpointError as exc:
                     failed[c.name] = str(exc)
                     continue
-                pending[task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent)] = c
+                ref = task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent,
+                                  checkout)
+                pending[ref] = c
 
         submit()
         with tqdm(total=len(queue) + len(pending), unit="run", desc="study", disable=not engine.show_progress(),
@@ -172,6 +237,8 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
         raise
     finally:
         ray.shutdown()
+        if watcher is not None:
+            reaper.stop(watcher)
     wall, train = time.perf_counter() - start, sum(r["entry"]["train_seconds"] for r in results)
     return summary(startup_seconds=startup, wall_seconds=wall, train_seconds=train, speedup=train / wall,
                    task_seconds=sum(r["task_seconds"] for r in results), cpus=cpus,

@@ -21,3 +21,19 @@ def test_pipelines_are_measured_in_interleaved_rounds():
 def test_the_floor_counts_the_reference_recipe_flops():
     # per image: conv1 0.45 + conv2 7.2 + fc1 0.8 + fc2 0.003 MFLOP forward; backward twice that (conv1 once)
     assert 1.45e12 < bench.epoch_flops() < 1.55e12
+
+
+def test_the_peer_recipe_is_the_published_network_and_trains(train_split, test_split):
+    model = bench.peer_cnn()
+    assert sum(p.numel() for p in model.parameters()) == 624 + 6_944 + 205_056 + 2_570  # 1→24 5×5, 24→32 3×3, 800→256→10
+    run = bench.peer_time_to_99(0, train_split.subset(2_560), test_split.subset(1_000))
+    assert run["seed"] == 0 and run["seconds"] > 0 and 0.5 < run["test_accuracy"] <= 1.0  # 10 steps: far above chance
+
+
+def test_the_racer_and_the_peer_race_seed_by_seed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "time_to_99", lambda cfg, train, test: calls.append(("racer", cfg.seed)) or {"seed": cfg.seed})
+    monkeypatch.setattr(bench, "peer_time_to_99", lambda seed, train, test: calls.append(("peer", seed)) or {"seed": seed})
+    runs = bench.race(3, None, None)
+    assert calls == [("racer", 0), ("peer", 0), ("racer", 1), ("peer", 1), ("racer", 2), ("peer", 2)]
+    assert [r["seed"] for r in runs["racer"]] == [r["seed"] for r in runs["peer"]] == [0, 1, 2]

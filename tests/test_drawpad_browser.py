@@ -1,6 +1,7 @@
 """Notebook 08 in a real browser: JupyterLab + Chromium, digits drawn on the pad with mouse events, predictions read."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,15 +52,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab_url(artifacts, tmp_path_factory):
-    """JupyterLab on a free loopback port with a random token, serving a copy of notebook 08 (never the original)."""
+@contextlib.contextmanager
+def jupyter_lab(notebooks: list[Path], artifacts: Path, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """JupyterLab on a free loopback port with a random token, serving copies of ``notebooks``: (base URL, token)."""
     root, state = tmp_path_factory.mktemp("lab"), tmp_path_factory.mktemp("lab_state")
-    shutil.copy(NOTEBOOK, root)
+    for notebook in notebooks:
+        shutil.copy(notebook, root)
     port, token = free_port(), secrets.token_hex(16)
-    news = state / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text('{"fetchNews": "false"}')  # no "get notified about news?" toast over the pad
     env = os.environ | {"MNIST_ARTIFACTS_DIR": str(artifacts), "MNIST_PROFILE": "quick", "MNIST_PROGRESS": "0",
                         "PYTHONPATH": str(paths.ROOT), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
                         "JUPYTERLAB_SETTINGS_DIR": str(state / "settings")}
@@ -78,7 +78,7 @@ def lab_url(artifacts, tmp_path_factory):
                 time.sleep(0.25)
         else:
             raise TimeoutError(f"JupyterLab did not answer on {base} within 60 s:\n{(state / 'lab.log').read_text()}")
-        yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
+        yield base, token
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the kernel it started
         try:
@@ -88,13 +88,21 @@ def lab_url(artifacts, tmp_path_factory):
         log.close()
 
 
+@pytest.fixture(scope="module")
+def lab_url(artifacts, tmp_path_factory):
+    """JupyterLab serving a copy of notebook 08 (never the original), its URL with the token."""
+    with jupyter_lab([NOTEBOOK], artifacts, tmp_path_factory) as (base, token):
+        yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
+
+
 def wait_for_kernel(url: str, timeout: float = 60) -> None:
-    """Block until the server has started the notebook's kernel and it is idle."""
+    """Block until the server has started the kernel of the notebook in ``url`` and it is idle."""
     base, token = url.split("/lab/")[0], url.split("token=")[1]
+    name = url.split("/lab/tree/")[1].split("?")[0]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sessions = json.load(urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5))
-        if any(s["kernel"]["execution_state"] == "idle" for s in sessions):
+        if any(s["path"].endswith(name) and s["kernel"]["execution_state"] == "idle" for s in sessions):
             return
         time.sleep(0.2)
     raise TimeoutError(f"no idle kernel after {timeout} s")
@@ -113,8 +121,10 @@ def draw(page, canvas, strokes) -> None:
         page.mouse.up()
 
 
-RAN_OR_FAILED = """() => document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-  || [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every(p => /\\[\\d+\\]/.test(p.textContent))"""
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the active tab (another may be open)
+RAN_OR_FAILED = """(visible) => { const panel = document.querySelector(visible);
+  return panel.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+  || [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every(p => /\\[\\d+\\]/.test(p.textContent)); }"""
 LATENCY_PROBE = """([canvas, result]) => {
   window.readings = []; let up = null;
   canvas.addEventListener('mouseup', () => { up = performance.now(); }, true);
@@ -123,22 +133,27 @@ LATENCY_PROBE = """([canvas, result]) => {
 }"""
 
 
+def run_all_cells(page, url: str, timeout_ms: int = 60_000) -> None:
+    """Open the notebook at ``url``, wait for its kernel, Run All Cells from the menu; assert that no cell failed."""
+    page.goto(url)
+    page.locator(".jp-Notebook").wait_for(timeout=30_000)
+    wait_for_kernel(url)  # the page shows "idle" before a kernel exists, so ask the server
+    page.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"
+                           "?.getAttribute('data-status') === 'idle'", timeout=30_000)  # and connected
+    page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    page.wait_for_function(RAN_OR_FAILED, arg=VISIBLE, timeout=timeout_ms)
+    errors = page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0, "a cell failed: " + " ".join(errors.all_inner_texts())
+
+
 def test_drawing_a_1_and_a_7_on_the_pad_in_jupyterlab(lab_url):
     SHOTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(lab_url)
-            page.locator(".jp-Notebook").wait_for(timeout=30_000)
-            wait_for_kernel(lab_url)  # the page shows "idle" before a kernel exists, so ask the server
-            page.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"
-                                   "?.getAttribute('data-status') === 'idle'", timeout=30_000)  # and connected
-            page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
-            page.wait_for_function(RAN_OR_FAILED, timeout=60_000)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-            assert errors.count() == 0, "a cell failed: " + " ".join(errors.all_inner_texts())
+            run_all_cells(page, lab_url)
             canvas, guess = page.locator(".jp-OutputArea canvas").first, page.locator(".drawpad-guess").first
             canvas.scroll_into_view_if_needed()
             sync_api.expect(guess).to_have_text("draw a digit")
@@ -155,6 +170,8 @@ def test_drawing_a_1_and_a_7_on_the_pad_in_jupyterlab(lab_url):
                 page.locator(".jp-OutputArea-output:has(canvas)").screenshot(path=SHOTS / f"drawpad_{digit}.png")
                 clear.click()
                 sync_api.expect(guess).to_have_text("draw a digit")
+            assert page.get_by_text("Jupyter news").count() == 0, (  # the course's settings override
+                "JupyterLab asks about news: jupyter/overrides.json is not in .venv/share/jupyter/lab/settings (make venv)")
             latencies = page.evaluate("window.readings")  # the stroke released off the pad had no mouse-up on it
             assert len(latencies) == REPEATS * len(STROKES)
             (SHOTS / "drawpad_latency.json").write_text(json.dumps({"mouse_up_to_answer_ms": latencies}))

@@ -186,12 +186,15 @@ def _flip_bit_in_weights(path) -> None:
     path.write_bytes(bytes(blob))
 
 
-def test_checkpoint_with_a_flipped_bit_is_refused(tiny_checkpoint, tmp_path):
-    path = tmp_path / engine.CHECKPOINT
+def test_checkpoint_with_a_flipped_bit_is_refused(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))  # the project's own: retrain it
+    path = tmp_path / "runs" / "default" / "reference" / engine.CHECKPOINT
+    path.parent.mkdir(parents=True)
     path.write_bytes(tiny_checkpoint.read_bytes())
     engine.load_model(path)  # intact: loads
     _flip_bit_in_weights(path)
-    with pytest.raises(engine.CheckpointError, match="bytes changed since it was written.*CRC.*rm .*make run-all"):
+    with pytest.raises(engine.CheckpointError,
+                       match="bytes changed since it was written.*CRC.*rm .*make nb/04_training"):
         engine.load_checkpoint(path)
 
 

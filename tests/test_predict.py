@@ -381,3 +381,78 @@ def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tm
         two = make_predict(f"{dashed} {plain}")
     assert two.returncode == 0, two.stderr
     assert [line.split(":")[0] for line in two.stdout.splitlines()] == [str(dashed), str(plain)]
+
+
+def ruled(image: Image.Image, squared: bool = False, spacing: int = 22, ink: int = 90) -> Image.Image:
+    """The drawing on ruled (or squared) paper: slightly tilted 2-pixel lines across the whole image."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    for y in range(7, out.height, spacing):
+        draw.line((0, y, out.width, y + 3), fill=ink, width=2)
+    for x in range(5, out.width, spacing) if squared else ():
+        draw.line((x, 0, x + 3, out.height), fill=ink, width=2)
+    return out
+
+
+def lit_unevenly(image: Image.Image, drop: float = 0.4, axis: int = 1) -> Image.Image:
+    """The drawing under light that falls off by ``drop`` of full scale across the page."""
+    ramp = 1 - drop * np.linspace(0, 1, image.size[1 - axis])
+    light = ramp[None, :] if axis == 1 else ramp[:, None]
+    return Image.fromarray((np.asarray(image, np.float64) * light).round().astype(np.uint8))
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["ruled", "squared"])
+def test_lines_of_ruled_and_squared_paper_are_removed_before_the_digit_is_found(squared):
+    reference = predict.preprocess(draw_seven())
+    out = predict.preprocess(ruled(draw_seven(ink=0, paper=255), squared))
+    check_mnist_style(out)
+    assert aligned_diff(out, reference) < 8  # the lines merged with the strokes: 24–29 before
+
+
+@pytest.mark.parametrize("axis", [0, 1], ids=["top-down", "left-right"])
+@pytest.mark.parametrize("draw", [draw_seven, draw_zero])
+def test_light_falling_off_by_40_percent_across_the_page_is_flattened(draw, axis):
+    out = predict.preprocess(lit_unevenly(draw(ink=110, paper=255), 0.4, axis))  # pencil on paper
+    assert aligned_diff(out, predict.preprocess(draw())) < 3  # 31–46 before
+
+
+def test_blank_16_bit_page_with_sensor_noise_and_a_speck_is_refused(tmp_path):
+    page = np.random.default_rng(0).normal(30000, 400, (120, 160))
+    page[40:43, 70:73] = 12000  # a speck of dust
+    path = tmp_path / "blank16.png"
+    Image.fromarray(page.round().astype("<u2")).save(path)
+    with pytest.raises(predict.PredictError, match="blank"):
+        predict.preprocess(predict.load_image(path))
+
+
+def test_blank_float_tiff_is_refused(tmp_path):
+    path = tmp_path / "blank.tif"
+    noise = np.random.default_rng(1).normal(0, 1e-3, (100, 100))
+    Image.fromarray((0.5 + noise).astype(np.float32), "F").save(path)
+    with pytest.raises(predict.PredictError, match="blank"):
+        predict.preprocess(predict.load_image(path))
+
+
+def test_a_1_by_2_pixel_image_is_refused_in_one_line(tmp_path, tiny_checkpoint, capsys):
+    path = tmp_path / "dot.png"
+    Image.fromarray(np.array([[0], [255]], np.uint8)).save(path)
+    with pytest.raises(predict.PredictError, match="too small") as err:
+        predict.preprocess(predict.load_image(path))
+    assert "\n" not in str(err.value)
+    assert predict.main([str(path), "--checkpoint", str(tiny_checkpoint)]) == 1
+    out, err_text = capsys.readouterr()
+    assert out == "" and err_text.splitlines()[-1].startswith(f"error: {path}: image is only 1×2 pixels")
+
+
+@pytest.mark.parametrize("text", ["38", "1 4"])
+def test_two_digits_are_refused_not_read_as_one(tmp_path, tiny_checkpoint, text, capsys):
+    image = Image.new("L", (240, 160), 255)
+    ImageDraw.Draw(image).text((30, 20), text, fill=0, font=ImageFont.load_default(size=100))
+    with pytest.raises(predict.PredictError, match="more than one digit found"):
+        predict.preprocess(image)
+    path, out_json = tmp_path / "number.png", tmp_path / "out.json"
+    image.save(path)
+    assert predict.main([str(path), "--checkpoint", str(tiny_checkpoint), "--json", str(out_json)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"error: {path}: more than one digit found" in err
+    assert "more than one digit found" in json.loads(out_json.read_text())[0]["error"]

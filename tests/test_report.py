@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_utils import paths, report
+from mnist_utils import config, paths, report
 
 ACCURACY = 0.987654
 
@@ -86,26 +86,29 @@ def env(tmp_path, monkeypatch) -> tuple[Path, Path]:
     _write(art / "runs" / "default" / "reference" / "history.json", [
         {"epoch": e, "train_loss": 0.5 / e, "test_loss": 0.1 / e, "test_accuracy": 0.97 + e / 1000, "epoch_seconds": 100.0}
         for e in range(1, 11)])
-    _write(art / "data_stats.json", {"train_images": 60000, "test_images": 10000, "mean": 0.13066, "std": 0.30811,
-                                     "train_counts": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]})
+    run = art / "runs" / "default"
+    _write(run / "data_stats.json", {
+        "train_images": 60000, "test_images": 10000, "mean": 0.13066, "std": 0.30811,
+        "train_counts": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]})
     layers = [("Conv2d(1, 32, kernel_size=(3, 3))", [32, 28, 28], 320), ("ReLU()", [32, 28, 28], 0),
               ("Conv2d(32, 64, kernel_size=(3, 3))", [64, 14, 14], 18496), ("Flatten(start_dim=1)", [3136], 0),
               ("Linear(in_features=3136, out_features=128)", [128], 401536), ("Linear(128, 10)", [10], 1290)]
-    _write(art / "model_table.json", {"total_parameters": 421642, "rows": [
+    _write(art / "runs" / "default" / "model_table.json", {"total_parameters": 421642, "rows": [
         {"index": i, "layer": name, "output_shape": shape, "parameters": n} for i, (name, shape, n) in enumerate(layers)]})
-    _write(art / "analysis.json", _analysis(ACCURACY, "default"))
-    _write(art / "experiments.json", _experiments())
+    _write(art / "runs" / "default" / "analysis.json", _analysis(ACCURACY, "default"))
+    _write(art / "runs" / "default" / "experiments.json", _experiments())
     fits = {"temperature": 1.151, "ece_before": 0.00163, "ece_after": 0.00133, "nll_before": 0.02594,
             "nll_after": 0.02556, "fit_split": "test half 1", "eval_split": "test half 2", "fit_images": 5000,
             "eval_images": 5000}
-    _write(art / "calibration.json", {"n_bins": 15, "models": {"reference": fits, "improved-seed0": fits}})
+    _write(run / "calibration.json", {"n_bins": 15,
+                                      "models": {"reference": fits, "improved-seed0": fits}})
     points = {kind: [{"level": lv, "accuracy": 0.99 - lv / 1000} for lv in (0, 30)] for kind in ("rotation", "noise")}
-    _write(art / "robustness.json", {"test_images": 10000, "levels": {"rotation": [0, 30], "noise": [0, 30]},
-                                     "models": {"reference": points}})
+    _write(run / "robustness.json", {"test_images": 10000, "models": {"reference": points},
+                                     "levels": {"rotation": [0, 30], "noise": [0, 30]}})
     for names in report.FIGURES.values():
         for name in names:
-            (rep / "figures").mkdir(parents=True, exist_ok=True)
-            (rep / "figures" / f"{name}.pdf").write_bytes(b"")
+            (rep / "figures" / "default").mkdir(parents=True, exist_ok=True)
+            (rep / "figures" / "default" / f"{name}.pdf").write_bytes(b"")
     return art, rep
 
 
@@ -139,7 +142,7 @@ def figure_pdf(tmp_path_factory) -> Path:
 
 def _pdf_text(rep: Path, figure: Path, strict: bool = True) -> str:
     """Build the report in ``rep`` (figures replaced by ``figure``) and return its text, one line per printed line."""
-    for pdf in (rep / "figures").glob("*.pdf"):
+    for pdf in (rep / "figures").rglob("*.pdf"):
         shutil.copy(figure, pdf)
     pdf = report.build(strict=strict)
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
@@ -178,7 +181,7 @@ def test_bench_json_and_verdicts_add_their_section_and_column(env, figure_pdf):
     experiments["rows"][2] |= {"verdict": "better", "p_value": 0.004}
     experiments["full_profile_only"] = [{"variant": "rotate_only", "description": "RandomRotation(10) alone"},
                                         {"variant": "elastic", "description": "elastic distortion"}]
-    _write(art / "experiments.json", experiments)
+    _write(art / "runs" / "default" / "experiments.json", experiments)
     text = _pdf_text(rep, figure_pdf)
     flat = " ".join(text.split())
     assert re.search(r"^\d+ Training speed$", text, re.MULTILINE) and "the training speed (Section 6)" in flat
@@ -204,7 +207,7 @@ def test_artifact_strings_are_printed_not_run(env, figure_pdf):
     _write(art / "runs" / "default" / "metrics.json", metrics)
     analysis = _analysis(ACCURACY, "default")
     analysis["most_confused_pairs"][0]["a"] = r"\input{secret}"
-    _write(art / "analysis.json", analysis)
+    _write(art / "runs" / "default" / "analysis.json", analysis)
     flat = " ".join(_pdf_text(rep, figure_pdf, strict=False).split())  # the long strings overfill their cells
     assert r"on cpu \input{secret} &%$# with 2 threads" in flat  # (_ prints as a rule, which pdftotext omits)
     assert r"most often confusing \input{secret} and 5" in flat
@@ -214,7 +217,8 @@ def test_artifact_strings_are_printed_not_run(env, figure_pdf):
 @pytest.mark.slow
 def test_pdf_from_this_environments_artifacts(tmp_path, monkeypatch):
     """Under `make test` the notebooks have just written quick-profile artifacts: the real ones build too."""
-    missing = report.missing_inputs()
+    profile = config.profile_from_env()
+    missing = report.missing_inputs(profile)
     if missing:
         _skip_or_fail(f"no artifacts to build the report from (run `make test` or `make run-all`): {missing[0]} "
                       f"and {len(missing) - 1} more are missing")
@@ -222,13 +226,14 @@ def test_pdf_from_this_environments_artifacts(tmp_path, monkeypatch):
         if shutil.which(tool) is None:
             _skip_or_fail(f"{tool} is not installed: {report.LATEX_INSTALL} poppler-utils")
     artifacts = paths.artifacts_dir()
-    shutil.copytree(paths.figures_dir(), tmp_path / "figures")  # build in a private copy, never in the repo's report/
+    shutil.copytree(paths.figures_dir(profile), tmp_path / "figures" / profile)  # a private copy
     monkeypatch.setenv("MNIST_REPORT_DIR", str(tmp_path))
-    pdf = report.build()
+    pdf = report.build(profile)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(unicodedata.normalize("NFKC", text).split())
-    metrics = report.context()["metrics"]
-    assert f"test accuracy of {100 * metrics['test_accuracy']:.2f} %" in flat and f"{metrics['profile']} profile" in flat
+    metrics = report.context(profile)["metrics"]
+    assert f"test accuracy of {100 * metrics['test_accuracy']:.2f} %" in flat
+    assert f"{profile} profile" in flat
     assert ("Training speed" in flat) == (artifacts / "bench.json").is_file()
 
 
@@ -239,21 +244,90 @@ def test_artifact_strings_are_escaped_in_the_latex(env):
     art, _ = env
     experiments = _experiments()
     experiments["rows"][0]["description"] = r"\input{/etc/hostname} \write18{ls} _&%$#^~"
-    _write(art / "experiments.json", experiments)
+    _write(art / "runs" / "default" / "experiments.json", experiments)
     tex = report.render()
     assert r"\input{/etc/hostname}" not in tex and r"\write18" not in tex
     assert r"\textbackslash{}input\{/etc/hostname\}" in tex and r"\_\&\%\$\#" in tex
 
 
-def test_the_profile_named_in_analysis_json_is_described(env):
+def _copy_profile(art: Path, rep: Path, profile: str, accuracy: float) -> None:
+    """Make ``profile``'s artifacts and figures a copy of default's, its run at ``accuracy``."""
+    shutil.copytree(art / "runs" / "default", art / "runs" / profile)
+    shutil.copytree(rep / "figures" / "default", rep / "figures" / profile)
+    metrics = json.loads((art / "runs" / profile / "metrics.json").read_text())
+    metrics["reference"] |= {"profile": profile, "test_accuracy": accuracy}
+    _write(art / "runs" / profile / "metrics.json", metrics)
+    _write(art / "runs" / profile / "analysis.json", _analysis(accuracy, profile))
+    _write(art / "runs" / profile / "experiments.json", dict(_experiments(), profile=profile))
+
+
+def test_each_profile_has_its_own_report_and_a_quick_run_never_changes_the_default_one(env):
+    art, rep = env
+    _copy_profile(art, rep, "quick", 0.7145)
+    calibration = json.loads((art / "runs" / "default" / "calibration.json").read_text())
+    calibration["models"]["reference"]["temperature"] = 2.222
+    _write(art / "runs" / "quick" / "calibration.json", calibration)  # what 07 quick writes
+    quick = report.render("quick")
+    assert "71.45" in quick and "98.77" not in quick and "2.222" in quick
+    assert r"\textbf{quick profile}" in quick
+    default = report.render()
+    assert "98.77" in default and "71.45" not in default and r"\textbf{default profile}" in default
+    assert "1.151" in default  # the default calibration, not the quick one
+    assert report.pdf_path("quick").name == "report-quick.pdf"
+    assert report.pdf_path("default").name == "report.pdf"
+
+
+def test_notebooks_write_their_json_and_figures_per_profile():
+    """Every JSON and figure a notebook writes goes to its profile's folders (never default's)."""
+    import json as json_
+
+    for path in sorted((paths.ROOT / "notebooks").glob("0*.ipynb")):
+        cells = json_.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert not re.search(r"artifacts_dir\(\) / \"\w+\.json", code), path.name
+        calls = re.findall(r"save_figure\(([^()]*)\)", code)
+        assert all(call.rstrip().endswith(", profile") for call in calls), (path.name, calls)
+
+
+@pytest.mark.parametrize("where, content, expect", [
+    ("metrics", "bad", r"metrics\.json: reference\.test_accuracy is 'bad', not a number"),
+    ("metrics", math.nan, r"metrics\.json: reference\.test_accuracy is None, not a number"),
+    ("analysis", ["default", "quick"],
+     r"analysis\.json is from the \['default', 'quick'\] profile, not 'default'"),
+])
+def test_a_wrong_type_in_an_artifact_is_one_line_naming_the_file(env, capsys, where, content,
+                                                                 expect):
     art, _ = env
-    quick = {"reference": dict(json.loads((art / "runs" / "default" / "metrics.json").read_text())["reference"],
-                               profile="quick", test_accuracy=0.7145)}
-    _write(art / "runs" / "quick" / "metrics.json", quick)
-    shutil.copytree(art / "runs" / "default" / "reference", art / "runs" / "quick" / "reference")
-    _write(art / "analysis.json", _analysis(0.7145, "quick"))
-    assert report.context()["metrics"]["test_accuracy"] == 0.7145
-    assert "71.45" in report.render() and "98.77" not in report.render()
+    run = art / "runs" / "default"
+    if where == "metrics":
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["reference"]["test_accuracy"] = content
+        _write(run / "metrics.json", metrics)
+    else:
+        _write(run / "analysis.json", dict(_analysis(ACCURACY, "default"), profile=content))
+    assert report.main(["generate", "--profile", "default"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(expect, err) and "make run-all" in err, err
+
+
+@pytest.mark.parametrize("rel, content", [
+    ("runs/default/experiments.json", dict(_experiments(), rows="oops")),
+    ("bench.json", {"epoch_s": 3}),
+])
+def test_a_malformed_artifact_is_named_not_only_the_template_line(env, rel, content):
+    art, _ = env
+    _write(art / rel, content)
+    with pytest.raises(report.ReportError) as err:
+        report.render()
+    assert str(err.value).startswith(f"{art / rel} lacks what main.tex.j2 line"), str(err.value)
+
+
+def test_an_overlong_artifact_string_is_refused_naming_the_file(env):
+    art, _ = env
+    analysis = dict(_analysis(ACCURACY, "default"), run="x" * 200_000)
+    _write(art / "runs" / "default" / "analysis.json", analysis)
+    with pytest.raises(report.ReportError, match=r"analysis\.json holds a string of 200,000 char"):
+        report.render()
 
 
 def test_every_missing_file_is_named_on_one_line_with_its_notebook(tmp_path, monkeypatch):
@@ -273,12 +347,13 @@ def test_every_missing_file_is_named_on_one_line_with_its_notebook(tmp_path, mon
 
 def test_one_missing_file_is_named_alone(env):
     art, _ = env
-    (art / "calibration.json").unlink()
+    (art / "runs" / "default" / "calibration.json").unlink()
     with pytest.raises(report.ReportError, match=r"1 missing file\(s\): \S+calibration\.json \(notebooks/07_"):
         report.render()
 
 
-@pytest.mark.parametrize("rel", ["data_stats.json", "experiments.json", "runs/default/reference/history.json"])
+@pytest.mark.parametrize("rel", ["runs/default/data_stats.json", "runs/default/experiments.json",
+                                 "runs/default/reference/history.json"])
 def test_malformed_json_names_the_file(env, rel):
     art, _ = env
     (art / rel).write_text('{"truncated": ')
@@ -287,9 +362,10 @@ def test_malformed_json_names_the_file(env, rel):
 
 
 @pytest.mark.parametrize("rel, content, names", [
-    ("data_stats.json", {"train_images": 1}, "data_stats"),
+    ("runs/default/data_stats.json", {"train_images": 1}, "data_stats"),
     ("runs/default/reference/history.json", [], "history"),
-    ("experiments.json", {k: v for k, v in _experiments().items() if k != "rows"}, "rows"),
+    ("runs/default/experiments.json", {k: v for k, v in _experiments().items() if k != "rows"},
+     "rows"),
 ])
 def test_an_artifact_without_the_expected_keys_names_what_is_read(env, rel, content, names):
     art, _ = env
@@ -309,7 +385,7 @@ def test_metrics_without_reference_entry(env):
 
 def test_stale_analysis_is_refused(env):
     art, _ = env
-    _write(art / "analysis.json", _analysis(0.5, "default"))
+    _write(art / "runs" / "default" / "analysis.json", _analysis(0.5, "default"))
     with pytest.raises(report.ReportError, match="does not match.*05_analysis"):
         report.render()
 
@@ -335,3 +411,37 @@ def test_latex_problems_finds_undefined_refs_and_wide_boxes():
            "LaTeX Warning: There were undefined references.\n")
     problems = report.latex_problems(log)
     assert len(problems) == 3 and not any("2.1pt" in p for p in problems)
+
+
+def test_latex_error_is_found_after_text_on_its_line():
+    log = "(./main.tex\nsome text (./main.tex! Unable to read an entire line.\nl.3 ...\n"
+    assert report.latex_error(log) == "! Unable to read an entire line."
+    first = "! Undefined control sequence."
+    assert report.latex_error(f"{first}\nx ! Later.\n") == first
+
+
+@pytest.mark.slow
+def test_a_failed_build_keeps_the_previous_pdf(env, figure_pdf):
+    art, rep = env
+    good = Path(_pdf_text(rep, figure_pdf) and report.pdf_path("default")).read_bytes()
+    metrics = json.loads((art / "runs" / "default" / "metrics.json").read_text())
+    metrics["reference"]["device"] = "x" * 400  # an overfull box: the strict build fails
+    _write(art / "runs" / "default" / "metrics.json", metrics)
+    with pytest.raises(report.ReportError, match="Overfull.*previous PDF was kept"):
+        report.build()
+    assert report.pdf_path("default").read_bytes() == good
+
+
+@pytest.mark.slow
+def test_concurrent_builds_and_stale_latex_state_never_break_a_build(env, figure_pdf):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, rep = env
+    for pdf in (rep / "figures").rglob("*.pdf"):
+        shutil.copy(figure_pdf, pdf)
+    (rep / "report.aux").write_text("\\newlabel{sec:analysis}{{1}{1}\n")  # an interrupted build's
+    (rep / "report.fdb_latexmk").write_text("garbage\n")
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(lambda _: report.build(), range(2)))
+    assert built == [report.pdf_path("default")] * 2 and report.build().read_bytes()[:5] == b"%PDF-"
+    assert not list(rep.glob(".build-*"))  # no private build folder is left behind

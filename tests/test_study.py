@@ -109,7 +109,7 @@ def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, 
     assert tunables_in_a_task() == "glibc.malloc.arena_max=2"
 
 
-@pytest.mark.parametrize("target, command", [("nb/04_training", "papermill"), ("study-runs", "mnist_utils train"),
+@pytest.mark.parametrize("target, command", [("nb/04_training", "mnist_utils.run_notebook"), ("study-runs", "mnist_utils train"),
                                              ("bench", "mnist_utils.bench")])
 def test_make_trains_with_the_allocator_setting_or_the_users_own(target, command):
     """The Makefile's copy of the setting is ``study.ALLOCATOR``, and its recipes put it (or the user's own) in front of

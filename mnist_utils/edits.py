@@ -1,0 +1,73 @@
+"""A notebook's run belongs to the code and settings that trained it: an edit trains afresh, the old run is kept.
+
+Notebook 4 trains its run with lesson functions a student may change (``train_epoch``, ``evaluate``), an optimizer
+line they may change (``lr=1e-2``) and a config. :func:`run_folder` compares a fingerprint of all of them with the
+one stored beside the checkpoint: the same run resumes (or is reused when finished); a different one is moved aside
+to ``<name>@<its digest>`` — never deleted — and the edited run starts afresh in ``<name>/``. Undo the edit and the
+earlier run comes back from its ``@`` folder instead of training again.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from . import paths
+from .config import RunConfig
+
+LESSON_FILE = "lesson.json"
+"""Beside a notebook run's checkpoint: the fingerprint that trained it and its digest."""
+
+
+def fingerprint(config: RunConfig, model: nn.Module, optimizer, functions: list[Callable]) -> dict:
+    """What defines a notebook's run: its config, the model's layers, the optimizer and its settings, the code of
+    the lesson functions that train and score it."""
+    settings = {k: v for k, v in optimizer.defaults.items() if isinstance(v, (bool, int, float, str, tuple, type(None)))}
+    return {"config": config.to_dict(), "model": repr(model),
+            "optimizer": {"type": type(optimizer).__name__, **settings},
+            "code": {f.__name__: inspect.getsource(f) for f in functions}}
+
+
+def digest(print_: dict) -> str:
+    """A short, stable name for a fingerprint (12 hex digits of its SHA-256)."""
+    return hashlib.sha256(json.dumps(print_, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def stored_digest(folder: Path) -> str | None:
+    """The digest recorded in ``folder`` (None when it holds no notebook run)."""
+    lesson = folder / LESSON_FILE
+    if lesson.is_file():
+        return json.loads(lesson.read_text()).get("digest")
+    return None
+
+
+def _free(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``… whichever does not exist yet."""
+    candidate, n = folder, 1
+    while candidate.exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
+
+
+def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:
+    """The folder that holds the run ``print_`` describes: ``artifacts/runs/<profile>/<name>/``. A run of other code or
+    settings found there is moved to ``<name>@<its digest>`` (kept whole); a run of this fingerprint kept that way
+    earlier is moved back, so undoing an edit reuses its run."""
+    from .engine import CHECKPOINT
+
+    folder, key = paths.run_dir(config.name, profile), digest(print_)
+    present = stored_digest(folder)
+    if present != key and folder.exists() and (present is not None or (folder / CHECKPOINT).exists()):
+        folder.rename(_free(folder.with_name(f"{config.name}@{present or 'earlier'}")))
+    earlier = folder.with_name(f"{config.name}@{key}")
+    if not folder.exists() and earlier.is_dir():
+        earlier.rename(folder)
+    if stored_digest(folder) != key:
+        paths.atomic_write(folder / LESSON_FILE, lambda tmp: tmp.write_text(
+            json.dumps({"digest": key, **print_}, indent=1, default=str)))
+    return folder

@@ -1,0 +1,118 @@
+"""Every "Try it" prompt does what it promises: each test edits a notebook as its prompt says, runs it in the quick
+profile (nbclient, a private artifacts folder) and checks the promised effect."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from mnist_utils import paths
+
+pytestmark = pytest.mark.slow
+
+
+def prompts(notebook: str) -> str:
+    """The notebook's "Try it" section."""
+    cells = nbformat.read(paths.ROOT / "notebooks" / notebook, as_version=4).cells
+    return next(c.source for c in cells if c.cell_type == "markdown" and "## Try it" in c.source)
+
+
+def run(notebook: str, workdir, edits: list[tuple[str, str]] = ()) -> list[str]:
+    """Execute ``notebook`` with each (old, new) replacement made in the one code cell that has it; return
+    the printed text of its code cells."""
+    nb = nbformat.read(paths.ROOT / "notebooks" / notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for old, new in edits:
+        assert sum(old in c.source for c in code) == 1, f"{notebook}: {old!r} is not in one code cell"
+        for cell in code:
+            cell.source = cell.source.replace(old, new)
+    env = {"MNIST_PROFILE": "quick", "MNIST_ARTIFACTS_DIR": str(workdir / "artifacts"),
+           "MNIST_REPORT_DIR": str(workdir / "report"), "MNIST_PROGRESS": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in env.items():
+            mp.setenv(var, value)
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(paths.ROOT / "notebooks")}}).execute()
+    return ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in nb.cells if c.cell_type == "code"]
+
+
+def reference_run(workdir) -> tuple[list[dict], str]:
+    """The history and fingerprint of the quick profile's ``reference`` folder."""
+    folder = workdir / "artifacts" / "runs" / "quick" / "reference"
+    return json.loads((folder / "history.json").read_text()), json.loads((folder / "lesson.json").read_text())["digest"]
+
+
+def test_04_a_new_learning_rate_trains_afresh_keeps_the_reference_and_undoing_it_brings_it_back(tmp_path):
+    assert "`lr=cfg.lr` to `lr=3e-3`" in prompts("04_training.ipynb")
+    run("04_training.ipynb", tmp_path)
+    first, digest = reference_run(tmp_path)
+    checkpoint = (tmp_path / "artifacts/runs/quick/reference/checkpoint.pt").read_bytes()
+
+    printed = "".join(run("04_training.ipynb", tmp_path, [("lr=cfg.lr, fused", "lr=3e-3, fused")]))
+    edited, edited_digest = reference_run(tmp_path)
+    assert "0/1 epochs" in printed and edited_digest != digest, "the edited run trains afresh"
+    assert [row["lr"] for row in edited] == [3e-3], "the history records the rate the optimizer used"
+    kept = tmp_path / f"artifacts/runs/quick/reference@{digest}"
+    assert (kept / "checkpoint.pt").read_bytes() == checkpoint, "the reference run is kept, byte for byte"
+
+    printed = "".join(run("04_training.ipynb", tmp_path))
+    assert "1/1 epochs" in printed and reference_run(tmp_path) == (first, digest), "undone: reused, not retrained"
+    assert (tmp_path / f"artifacts/runs/quick/reference@{edited_digest}/checkpoint.pt").is_file()
+
+
+def test_04_without_augmentation_the_training_loss_falls_below_the_augmented_runs(tmp_path):
+    call = "x = augment.augment_batch(augment.to_unit(images[idx].to(device)), g)"
+    assert "Remove the `augment.augment_batch(...)` call" in prompts("04_training.ipynb")
+    run("04_training.ipynb", tmp_path)
+    augmented, _ = reference_run(tmp_path)
+    printed = "".join(run("04_training.ipynb", tmp_path, [(call, "x = augment.to_unit(images[idx].to(device))")]))
+    plain, _ = reference_run(tmp_path)
+    assert re.search(r"0/1 epochs", printed), "trained afresh, not resumed"
+    assert plain[-1]["train_loss"] < augmented[-1]["train_loss"]
+
+
+def off_by(printed: str, dtype: str) -> float:
+    """How far the streaming mean computed with ``dtype`` sums is from the exact one (notebook 1's last cell)."""
+    return float(re.search(rf"torch\.{dtype} +mean \S+ \(off by (\S+)\)", printed)[1])
+
+
+def test_01_bfloat16_sums_miss_the_mean_in_the_second_decimal_and_the_test_set_looks_alike(tmp_path):
+    text = prompts("01_data_exploration.ipynb")
+    assert "Add `torch.bfloat16` to `dtypes`" in text and "Add `print(streaming_mean_std(test_ds))`" in text
+    dtypes = "dtypes = [torch.float64, torch.float32]"
+    last = 'f"std {s:.6f} (off by {abs(s - exact_std):.0e})")'
+    printed = run("01_data_exploration.ipynb", tmp_path, [
+        (dtypes, "dtypes = [torch.float64, torch.float32, torch.bfloat16]"),
+        (last, last + "\nprint(streaming_mean_std(test_ds))")])[-1]
+    assert off_by(printed, "float64") < 1e-6 and off_by(printed, "float32") < 1e-6
+    assert 1e-3 < off_by(printed, "bfloat16") < 1e-2, "wrong in the second decimal, not the first"
+    test_mean, test_std, test_n = ast.literal_eval(printed.strip().splitlines()[-1])  # the printed tuple
+    assert test_n == 10_000 * 28 * 28 and abs(test_mean - 0.1307) < 0.005 and abs(test_std - 0.3081) < 0.005
+
+
+def test_02_a_wider_angle_range_draws_angles_beyond_ten_degrees(tmp_path):
+    assert "augment.AugmentSpec(degrees=45)" in prompts("02_augmentation.ipynb")
+    draw = "p = augment.sample_params(len(x), g)\n    angles.append"
+    wide = "p = augment.sample_params(len(x), g, augment.AugmentSpec(degrees=45))\n    angles.append"
+    largest = [float(m[1]) for out in run("02_augmentation.ipynb", tmp_path, [(draw, wide)])
+               if (m := re.search(r"largest \|angle\| drawn: (\S+)°", out))]
+    assert len(largest) == 1 and 10 < largest[0] <= 45
+
+
+def test_03_no_padding_and_stride_2_shrink_the_edge_map_to_13(tmp_path):
+    assert "`padding, stride = 0, 2`" in prompts("03_model.ipynb")
+    printed = "".join(run("03_model.ipynb", tmp_path, [("padding, stride = 1, 1", "padding, stride = 0, 2")]))
+    assert "(1, 1, 28, 28) -> (1, 1, 13, 13): (28 + 2·0 − 3) // 2 + 1 = 13" in printed
+
+
+def test_05_every_confused_pair_is_listed_without_the_slice(tmp_path):
+    assert "Delete `[:6]`" in prompts("05_analysis.ipynb")
+    run("04_training.ipynb", tmp_path)
+    counts = [int(m[1]) for out in run("05_analysis.ipynb", tmp_path) if (m := re.search(r"lists (\d+) of", out))]
+    edited = [int(m[1]) for out in run("05_analysis.ipynb", tmp_path, [("[:6]\npd.DataFrame", "\npd.DataFrame")])
+              if (m := re.search(r"lists (\d+) of", out))]
+    assert counts == [6] and 6 < edited[0] <= 45
