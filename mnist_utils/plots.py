@@ -70,3 +70,57 @@ def kernel_response(image: torch.Tensor, kernel: torch.Tensor, response: torch.T
         ax.set(xticks=[], yticks=[])
     fig.tight_layout()
     return fig
+
+
+def pen_to_prediction(pad, ink, fitted, reading: dict) -> plt.Figure:
+    """A drawing's way to an answer: the pad's image, the ink cropped, fitted into 20×20, centred by mass in 28×28
+    (the red cross), the top 3 and the saliency of the first."""
+    from scipy import ndimage
+
+    fig, axes = plt.subplots(1, 6, figsize=(14, 2.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.2, 1]})
+    panels = [(pad, f"1. the pad, {pad.width}×{pad.height}"), (ink, f"2. ink cropped, {ink.width}×{ink.height}"),
+              (fitted, f"3. fit into 20×20: {fitted.width}×{fitted.height}"),
+              (reading["input"], "4. centred by mass, 28×28"), (reading["saliency"], "6. saliency of the guess")]
+    for ax, (image, title) in zip([*axes[:4], axes[5]], panels):
+        ax.imshow(np.asarray(image), cmap="inferno" if ax is axes[5] else "gray")
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(title, fontsize=9)
+    cy, cx = ndimage.center_of_mass(reading["input"].numpy())
+    axes[3].plot(cx, cy, "r+", markersize=12)
+    digits, probs = zip(*reading["top3"])
+    axes[4].barh([str(d) for d in digits][::-1], probs[::-1], color="C0")
+    axes[4].set(xlim=(0, 1), xlabel="probability")
+    axes[4].set_title("5. top 3", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def experiments(table: list[dict], notebook_reference: float | None, title: str) -> plt.Figure:
+    """Test error (mean ± sd over seeds, log axis) per variant of notebook 6, each labelled with its seeds and
+    epochs; dashed lines for the study's reference arm and, when given, notebook 4's 10-epoch reference."""
+    import matplotlib.ticker as ticker
+
+    colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(table) + 1.6))
+    y = np.arange(len(table))[::-1]
+    for yi, r in zip(y, table):
+        sd = r["test_accuracy_sd"]
+        ax.errorbar(100 - r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
+                    color=colors.get(r["group"], "k"))
+    arm = next(r for r in table if r["variant"] == "reference")
+    ax.axvline(100 - arm["test_accuracy_mean"], color="gray", ls="--", lw=1,
+               label=f"reference arm ({arm['epochs']} epochs)")
+    if notebook_reference is not None:
+        ax.axvline(100 - notebook_reference, color="k", ls=":", lw=1.2, label="notebook 4's reference (10 epochs)")
+    ax.set_xscale("log")  # errors from a quarter of a percent (best) to several percent (flips) stay readable
+    ax.xaxis.set_major_locator(ticker.FixedLocator([0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50]))
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']}, {r['epochs']} ep.)" for r in table], fontsize=9)
+    ax.set(xlabel="test error (%) = 100 − accuracy; mean ± sd over seeds; log scale", title=title)
+    for group, color in colors.items():
+        ax.plot([], [], "o", color=color, label=group)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
+    return fig

@@ -2,6 +2,10 @@
 
 MNIST digits are bright on black, size-normalised to fit a 20×20 box (aspect ratio kept, anti-aliased) and placed
 in a 28×28 field so that their centre of mass is at pixel (14, 14). :func:`preprocess` does the same to any image.
+
+Photos of paper are read in the same way once uneven light is divided out (:func:`flatten`) and the lines
+of ruled or squared paper are painted over (:func:`remove_lines`); a blank page, a speck, an image too
+small to hold a digit or one with more than one digit is refused with a one-line :class:`PredictError`.
 """
 from __future__ import annotations
 
@@ -33,19 +37,23 @@ BOX = 20
 INK_FRACTION = 0.1
 """Pixels near the digit's strokes with more than this fraction of full ink make up its bounding box."""
 MIN_CONTRAST = 0.05
-"""An image whose ink is less than this (fraction of full scale) above its background counts as blank."""
+"""An image whose ink is less than this (fraction of the paper's level; of full scale for light ink on
+dark) above its background counts as blank."""
 MIN_SIDE, MIN_LONG_SIDE = 3, 8
 """Smaller images (either side, the long side, in pixels) are refused: they cannot hold a digit."""
 MIN_SNR = 8.0
-"""Ink must stand this many times the paper's noise (its robust spread, lightly smoothed) above the paper."""
+"""Ink must stand this many times the paper's noise (its robust spread, lightly smoothed) above the
+paper."""
 MIN_DIGIT = 0.04
-"""The digit spans at least this fraction of the image's long side (and 4 pixels); smaller ink is a speck."""
+"""The digit spans at least this fraction of the image's long side (and 4 pixels); smaller ink is a
+speck."""
 LINE_EDGE, LINE_THICK, LINE_MIN_SIZE = 0.05, 0.025, 64
-"""A ruled or squared line runs to within LINE_EDGE of both edges and is at most LINE_THICK of the image thick;
-smaller images than LINE_MIN_SIZE pixels are a tight crop of one digit, with no lines to look for."""
-OTHER_DIGIT, MAX_ASPECT = 0.25, 2.0
-"""A piece of ink beside the digit with OTHER_DIGIT of its ink and 60 % of its height is another digit; so is
-writing more than MAX_ASPECT times as wide as tall."""
+"""A ruled or squared line runs to within LINE_EDGE of both edges and is at most LINE_THICK of the
+image thick; smaller images than LINE_MIN_SIZE pixels are a tight crop of one digit, with no lines
+to look for."""
+OTHER_DIGIT = 0.25
+"""A piece of ink beside the digit with this fraction of its ink and 60 % of its height is another
+digit."""
 WORK_SIZE = 1024
 """Larger images are first reduced (box average) to at most this many pixels on their long side."""
 FRAGMENT_MASS, FRAGMENT_GAP = 0.1, 0.15
@@ -143,14 +151,16 @@ def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
 
 
 def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
-    """16/32-bit or float pixels → [0, 1] in absolute terms, so a blank page's noise stays faint: integers by the
-    smallest full scale 2**k - 1 (k = 8…16, 24, 32) that holds them (12-bit data in a 16-bit file works), floats as they
-    are when within [0, 1]; other data by its own min..max. NaN and ±Inf pixels stay NaN (background)."""
+    """16/32-bit or float pixels → [0, 1] in absolute terms, so a blank page's noise stays faint:
+    integers by the smallest full scale 2**k - 1 (k = 8…16, 24, 32) that holds them (12-bit data in
+    a 16-bit file works), floats as they are when within [0, 1]; other data by its own min..max. NaN
+    and ±Inf pixels stay NaN (background)."""
     values = values.astype(np.float64)
     finite = np.isfinite(values)
     low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
     if low >= 0 and (high <= 1 or integer):
-        top = 1.0 if not integer else next((2.0**k - 1 for k in (*range(8, 17), 24, 32) if high <= 2**k - 1), high)
+        scales = (2.0**k - 1 for k in (*range(8, 17), 24, 32) if high <= 2**k - 1)
+        top = next(scales, high) if integer else 1.0
         return np.where(finite, values / top, np.nan)
     return np.where(finite, (values - low) / (high - low) if high > low else 0.0, np.nan)
 
@@ -171,7 +181,8 @@ def to_gray(image: Image.Image) -> np.ndarray:
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's global threshold: the level that best splits the histogram (over the values' range) in two classes."""
+    """Otsu's global threshold: the level that best splits the histogram (over the values' range) in
+    two classes."""
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return high
@@ -191,25 +202,28 @@ def _resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def level_out(gray: np.ndarray) -> np.ndarray:
-    """The image less the light level of each part of the page (a median over half the image, computed small)."""
+    """The image less the light level of each part of the page (a median over half the image,
+    computed small)."""
     factor = max(1, -(-max(gray.shape) // 64))
-    small = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
+    small = Image.fromarray(gray.astype(np.float32), "F").reduce(factor)
+    small = np.asarray(small, dtype=np.float64)
     level = ndimage.median_filter(small, size=max(1, min(small.shape) // 2), mode="constant",
                                   cval=float(np.median(small)))  # a dark frame is no paper
     return gray - (_resize(level, gray.shape) if factor > 1 else level)
 
 
 def flatten(gray: np.ndarray) -> np.ndarray:
-    """Ink bright on black in [0, 1] relative to the paper under it, so uneven light (a gradient, a shadow,
-    vignetting) is taken out: the paper is a grey closing (opening for light ink) wider than any stroke. The ink
-    is dark when, once the light level is out, most pixels lie above Otsu's threshold (paper is the majority)."""
+    """Ink bright on black in [0, 1] relative to the paper under it, so uneven light (a gradient, a
+    shadow, vignetting) is taken out: the paper is a grey closing (opening for light ink) wider than
+    any stroke. The ink is dark when, once the light level is out, most pixels lie above Otsu's
+    threshold (paper is the majority)."""
     flat = level_out(gray)
     above = flat >= otsu_threshold(flat)
     dark = bool(above.mean() > 0.5)
     strokes = ~above if dark else above
     stroke = float(ndimage.distance_transform_edt(strokes).max()) if strokes.any() else 0.0
     size = int(np.clip(6 * stroke + 3, min(gray.shape) / 4, min(gray.shape) / 2))
-    padded = np.pad(gray, size, mode="edge")  # so light falling off towards an edge is followed there too
+    padded = np.pad(gray, size, mode="edge")  # so light falling off towards an edge is followed too
     window = (slice(size, -size), slice(size, -size))
     if dark:  # light × reflectance: a ratio to the paper takes the light out
         paper = ndimage.grey_closing(padded, size=(size, size))[window]
@@ -218,7 +232,8 @@ def flatten(gray: np.ndarray) -> np.ndarray:
 
 
 def _contrast(ink: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-    """(Otsu's ink pixels, paper level, ink level (90th percentile), robust spread of the paper) of a map."""
+    """(Otsu's ink pixels, paper level, ink level (90th percentile), robust spread of the paper) of
+    a map."""
     strong = ink >= otsu_threshold(ink)
     if strong.all() or not strong.any():
         return strong, 0.0, 0.0, 0.0
@@ -229,8 +244,9 @@ def _contrast(ink: np.ndarray) -> tuple[np.ndarray, float, float, float]:
 
 
 def ink_map(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ink rescaled to [0, 1]; the pixels above Otsu's threshold) of a flattened map, bright on black. Blank if
-    the ink is less than MIN_CONTRAST above the paper or, after light smoothing, under MIN_SNR × its noise."""
+    """(ink rescaled to [0, 1]; the pixels above Otsu's threshold) of a flattened map, bright on
+    black. Blank if the ink is less than MIN_CONTRAST above the paper or, after light smoothing,
+    under MIN_SNR × its noise."""
     strong, background, ink_level, _ = _contrast(ink)
     _, paper, level, noise = _contrast(ndimage.gaussian_filter(ink, max(1.0, max(ink.shape) / 400)))
     if ink_level - background < MIN_CONTRAST or level - paper < MIN_SNR * noise:
@@ -239,8 +255,9 @@ def ink_map(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _along(band: np.ndarray, thin: np.ndarray, tol: int) -> np.ndarray:
-    """The pixels of a box within the line's own thickness of the straight line fitted through the centres of
-    a band's thin columns ``thin`` (a band is the line widened by ``tol`` rows each side)."""
+    """The pixels of a box within the line's own thickness of the straight line fitted through the
+    centres of a band's thin columns ``thin`` (a band is the line widened by ``tol`` rows each
+    side)."""
     rows = np.arange(band.shape[0])[:, None]
     depth = band[:, thin].sum(0)
     slope, offset = np.polyfit(thin, (band[:, thin] * rows).sum(0) / depth, 1)
@@ -249,11 +266,13 @@ def _along(band: np.ndarray, thin: np.ndarray, tol: int) -> np.ndarray:
 
 
 def _row_lines(strong: np.ndarray) -> np.ndarray:
-    """Pixels of long thin horizontal lines (ruled or squared paper, tilted by up to ~3°, broken by small gaps)
-    that run from edge to edge, less the columns where a stroke of the digit lies along them."""
+    """Pixels of long thin horizontal lines (ruled or squared paper, tilted by up to ~3°, broken by
+    small gaps) that run from edge to edge: those within the line's thickness of a straight line
+    fitted where the band is thin (a stroke lying along it or crossing it makes it thicker)."""
     h, w = strong.shape
     tol, gap = max(1, round(0.01 * w)), max(1, round(0.04 * w))
-    thick = ndimage.maximum_filter(strong.view(np.uint8), size=(2 * tol + 1, 2 * gap + 1)).astype(bool)
+    window = (2 * tol + 1, 2 * gap + 1)
+    thick = ndimage.maximum_filter(strong.view(np.uint8), size=window).astype(bool)
     runs, _ = ndimage.label(thick, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
     long = thick & (np.bincount(runs.ravel())[runs] >= 0.3 * w + 2 * gap)
     bands, _ = ndimage.label(long, structure=np.ones((3, 3)))
@@ -264,14 +283,14 @@ def _row_lines(strong: np.ndarray) -> np.ndarray:
         band = bands[box] == k
         depth = band.sum(0)
         thin = np.flatnonzero((depth > 0) & (depth <= 2 * tol + max(3.0, LINE_THICK * h)))
-        if len(thin) >= 0.25 * np.count_nonzero(depth):  # where a stroke meets the line, it is thicker
+        if len(thin) >= 0.25 * np.count_nonzero(depth):  # thicker where a stroke meets the line
             lines[box] |= _along(band, thin, tol) & strong[box]
     return lines
 
 
 def paper_lines(strong: np.ndarray) -> np.ndarray:
-    """The pixels of the lines of ruled or squared paper, horizontal and vertical, less the strokes of the digit
-    that cross them (ink right above and below a line, or left and right of it)."""
+    """The pixels of the lines of ruled or squared paper, horizontal and vertical, less the strokes
+    of the digit that cross them (ink right above and below a line, or left and right of it)."""
     rows, columns = _row_lines(strong), _row_lines(strong.T).T
     if not rows.any() and ndimage.label(columns, structure=np.ones((3, 3)))[1] == 1:
         columns[:] = False  # a lone upright line on plain paper is the digit 1
@@ -279,15 +298,19 @@ def paper_lines(strong: np.ndarray) -> np.ndarray:
     rest = strong & ~lines
     for found, axis in ((rows, 0), (columns, 1)):
         if found.any():
-            reach = 4 * int(ndimage.distance_transform_edt(found).max()) + round(0.02 * max(strong.shape)) + 3
+            width = int(ndimage.distance_transform_edt(found).max())
+            reach = 4 * width + round(0.02 * max(strong.shape)) + 3
             shape = (reach, 1) if axis == 0 else (1, reach)
             lines &= ~(found & ndimage.binary_closing(rest, structure=np.ones(shape)))
     return lines
 
 
-def remove_lines(flat: np.ndarray, ink: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ink, ink pixels) of :func:`ink_map` once the lines of ruled or squared paper and their faint edges are
-    painted over with paper, so the digit's contrast (or a blank page's) is measured without them."""
+def remove_lines(
+    flat: np.ndarray, ink: np.ndarray, strong: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, ink pixels) of :func:`ink_map` once the lines of ruled or squared paper and their faint
+    edges are painted over with paper, so the digit's contrast (or a blank page's) is measured
+    without them."""
     lines = paper_lines(strong) if max(strong.shape) >= LINE_MIN_SIZE else np.zeros_like(strong)
     if not lines.any():
         return ink, strong
@@ -295,7 +318,8 @@ def remove_lines(flat: np.ndarray, ink: np.ndarray, strong: np.ndarray) -> tuple
     labels, count = ndimage.label(rest, structure=np.ones((3, 3)))
     inside = np.asarray(ndimage.mean(zone, labels, range(1, count + 1))) if count else np.zeros(0)
     slivers = np.isin(labels, 1 + np.flatnonzero(inside > 0.8))  # bits of a line's edge go with it
-    return ink_map(np.where(lines | slivers | (zone & ~rest), float(np.median(flat[~strong])), flat))
+    paper = float(np.median(flat[~strong]))
+    return ink_map(np.where(lines | slivers | (zone & ~rest), paper, flat))
 
 
 def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]) -> bool:
@@ -314,7 +338,8 @@ def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, sli
 
 
 def _side_by_side(one: tuple[slice, slice], other: tuple[slice, slice]) -> bool:
-    """Whether two boxes lie side by side as the digits of a number do: apart in columns, sharing most rows."""
+    """Whether two boxes lie side by side as the digits of a number do: apart in columns, sharing
+    most rows."""
     rows = min(one[0].stop, other[0].stop) - max(one[0].start, other[0].start)
     short = min(one[0].stop - one[0].start, other[0].stop - other[0].start)
     columns = min(one[1].stop, other[1].stop) - max(one[1].start, other[1].start)
@@ -322,46 +347,46 @@ def _side_by_side(one: tuple[slice, slice], other: tuple[slice, slice]) -> bool:
     return columns <= 0.25 * narrow and rows >= 0.5 * short
 
 
-def _one_digit(labels: np.ndarray, boxes: list, mass: np.ndarray, main: int, kept: list[int]) -> None:
-    """Refuse an image with more than one digit: a second large piece of ink beside the digit, or the digit's
-    pieces side by side with a clear gap between them."""
+def _one_digit(
+    labels: np.ndarray, boxes: list, mass: np.ndarray, main: int, kept: list[int]
+) -> None:
+    """Refuse an image with more than one digit: a second large piece of ink beside the digit (not
+    cut by the image's edge: that is a frame), or the digit's pieces side by side with a gap."""
     height = boxes[main][0].stop - boxes[main][0].start
     for k in np.flatnonzero(mass >= OTHER_DIGIT * mass[main]):
         tall = boxes[k][0].stop - boxes[k][0].start >= 0.6 * height
-        if k + 1 not in kept and tall and _side_by_side(boxes[main], boxes[k]):
-            raise PredictError("more than one digit found (another piece of writing as large as the digit "
-                               "lies beside it); crop the image to a single digit.")
-    digit = np.isin(labels, kept)
-    rows, columns = np.flatnonzero(digit.any(1)), digit.any(0)
-    across = np.flatnonzero(columns)
-    if across[-1] - across[0] + 1 > MAX_ASPECT * (rows[-1] - rows[0] + 1):
-        raise PredictError(f"more than one digit found (the writing is over {MAX_ASPECT:g} times as wide "
-                           "as tall); crop the image to a single digit.")
-    groups, count = ndimage.label(columns)
+        inside = all(0 < part.start and part.stop < size for part, size in zip(boxes[k], labels.shape))
+        if k + 1 not in kept and tall and inside and _side_by_side(boxes[main], boxes[k]):
+            raise PredictError("more than one digit found (another piece of writing as large as "
+                               "the digit lies beside it); crop the image to a single digit.")
+    groups, count = ndimage.label(np.isin(labels, kept).any(0))
     if count > 1:
-        rows = [np.flatnonzero(np.isin(labels[:, groups == g], kept).any(1)) for g in range(1, count + 1)]
+        rows = [np.flatnonzero(np.isin(labels[:, groups == g], kept).any(1))
+                for g in range(1, count + 1)]
         spans = np.array([r[-1] - r[0] + 1 for r in rows])
         if (spans >= 0.5 * spans.max()).sum() > 1:
-            raise PredictError(f"more than one digit found ({count} pieces side by side); crop the image "
-                               "to a single digit.")
+            raise PredictError(f"more than one digit found ({count} pieces side by side); crop the "
+                               "image to a single digit.")
 
 
 def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """The pixels of the digit: the heaviest connected stroke and the large pieces near it (a broken stroke), without
-    boxes, border lines and specks; each faint (anti-aliased) pixel goes with the stroke nearest to it. Refuses a
-    lone speck and more than one digit."""
+    """The pixels of the digit: the heaviest connected stroke and the large pieces near it (a broken
+    stroke), without boxes, border lines and specks; each faint (anti-aliased) pixel goes with the
+    stroke nearest to it. Refuses a lone speck and more than one digit."""
     labels, count = ndimage.label(strong, structure=np.ones((3, 3)))
     boxes = ndimage.find_objects(labels)
     mass = np.asarray(ndimage.sum_labels(ink, labels, range(1, count + 1)))
     clutter = [k for k, box in enumerate(boxes)
-               if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box, ink.shape)]
+               if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box,
+                              ink.shape)]
     if len(clutter) < count:  # never remove everything: a lone line is the digit 1
         mass[clutter] = 0
     main = int(np.argmax(mass))
     size = max(box.stop - box.start for box in boxes[main])
     if size < max(4, MIN_DIGIT * max(ink.shape)):
-        raise PredictError(f"image is blank: the only ink is a speck {size} pixels across (a digit must span "
-                           f"{100 * MIN_DIGIT:g} % of the image); crop the image around the digit.")
+        raise PredictError(f"image is blank: the only ink is a speck {size} pixels across (a digit "
+                           f"must span {100 * MIN_DIGIT:g} % of the image); crop the image around "
+                           "the digit.")
     gap = ndimage.distance_transform_edt(labels != main + 1)
     reach = FRAGMENT_GAP * size
     kept = [k + 1 for k in np.flatnonzero(mass >= FRAGMENT_MASS * mass[main]) if gap[labels == k + 1].min() <= reach]
@@ -379,8 +404,9 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
     if gray.ndim != 2:
         raise PredictError(f"expected a 2-D grayscale array, got shape {gray.shape}.")
     if min(gray.shape) < MIN_SIDE or max(gray.shape) < MIN_LONG_SIDE:
-        raise PredictError(f"image is only {gray.shape[1]}×{gray.shape[0]} pixels, too small to hold a digit; "
-                           f"use one at least {MIN_LONG_SIDE} pixels on its long side (MNIST's are 28).")
+        size = f"{gray.shape[1]}×{gray.shape[0]}"
+        raise PredictError(f"image is only {size} pixels, too small to hold a digit; use one at "
+                           f"least {MIN_LONG_SIDE} pixels on its long side (MNIST's are 28).")
     finite = np.isfinite(gray)
     if not finite.any():
         raise PredictError("image is blank: no pixel has a finite value.")

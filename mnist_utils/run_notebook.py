@@ -41,6 +41,7 @@ def execute(notebook: Path, out_dir: Path, profile: str, kernel: str = "python3"
     out = out_dir / notebook.name
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["MNIST_PROFILE"] = profile
+    os.environ.setdefault("MNIST_PROGRESS", "0")  # an executed copy gets each long cell's summary, not its bars
     papermill.execute_notebook(
         str(notebook), str(out), parameters={"profile": profile}, kernel_name=kernel,
         cwd=str(notebook.parent), progress_bar=False, kernel_manager_class=EncryptedKernelManager,

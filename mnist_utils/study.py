@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -149,6 +150,8 @@ def start_ray() -> ModuleType:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
+    # Ray 2.60 turns token authentication on for a local instance and says so at every start: keep it on, unsaid
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
     env = {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or ALLOCATOR}  # read by glibc when a worker starts
     ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)], "env_vars": env},
@@ -218,7 +221,9 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                     runs.save_run(c, profile, result["checkpoint"], result["history"], result["entry"])
                     results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
                     e = result["entry"]
-                    tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, {e['train_seconds']:.0f} s")
+                    if not bar.disable:  # a line per run beside the bar; without a bar, the summary alone
+                        tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, "
+                                   f"{e['train_seconds']:.0f} s")
                     new = more()
                     configs += new
                     added, added_resume = _prepare(new, profile, failed)

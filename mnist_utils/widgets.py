@@ -31,7 +31,7 @@ def to_u8(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def img_tag(pixels: np.ndarray | torch.Tensor, scale: int = 4, cls: str = "shown") -> str:
-    """An <img> of [0, 1] pixels, each a scale×scale block; ``cls`` names it for tests and browsers."""
+    """An <img> of [0, 1] pixels, each a scale×scale block; ``cls`` names it for tests."""
     image = Image.fromarray(to_u8(pixels))
     buffer = io.BytesIO()
     image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(
@@ -79,7 +79,7 @@ def mosaic(maps: torch.Tensor, ncols: int = 8) -> np.ndarray:
 
 
 def filter_mosaic(weights: torch.Tensor, ncols: int = 8) -> np.ndarray:
-    """Conv filters [C, 1, k, k] as one RGB image: white 0, red positive, blue negative (one scale)."""
+    """Conv filters [C, 1, k, k] as one RGB image: white 0, red +, blue − (one scale)."""
     w = weights.detach().double()[:, 0]
     tiled = tile(0.5 + 0.5 * w / w.abs().max().clamp_min(1e-12), ncols, gap=np.nan)
     return matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.4")(np.ma.masked_invalid(tiled))[
@@ -117,11 +117,12 @@ class Explorer:
     css = "explorer"
     controls_width = "400px"
 
-    def __init__(self, controls: Sequence[widgets.Widget]):
+    def __init__(self, controls: Sequence[widgets.Widget], watched: Sequence[widgets.Widget] = ()):
+        """``watched`` (default: all value controls) re-render the output on a change."""
         self.controls = list(controls)
         self.output = widgets.HTML()
         self.output.add_class(f"{self.css}-output")
-        for control in self.controls:
+        for control in watched or self.controls:
             if isinstance(control, widgets.ValueWidget):
                 control.observe(lambda _: self.update(), names="value")
 
@@ -135,11 +136,11 @@ class Explorer:
         raise NotImplementedError
 
 
-# ---------------------------------------------------------------------------------------- notebook 02
+# ------------------------------------------------------------------------------------ notebook 02
 
 
 class AffineExplorer(Explorer):
-    """Notebook 02: sliders for the 3 transforms → composed matrix, warped digit, torchvision's steps."""
+    """Notebook 02: 3 transforms' sliders → composed matrix, warped digit, torchvision's."""
 
     css = "affine"
 
@@ -243,11 +244,11 @@ class AffineExplorer(Explorer):
         return fig
 
 
-# ---------------------------------------------------------------------------------------- notebook 05
+# ------------------------------------------------------------------------------------ notebook 05
 
 
 class ConfusionExplorer(Explorer):
-    """Notebook 05: click a confusion cell (or pick true/predicted) → its test images, top 3 each."""
+    """Notebook 05: a confusion cell, clicked or picked → its test images, top 3 each."""
 
     css = "confusion"
     controls_width = "500px"
@@ -266,9 +267,7 @@ class ConfusionExplorer(Explorer):
         self.true.add_class("confusion-true")
         self.predicted.add_class("confusion-predicted")
         self.buttons: dict[tuple[int, int], widgets.Button] = {}
-        heading = [widgets.HTML("true ↓ predicted →")] + [
-            widgets.HTML(f"<b>{p}</b>") for p in range(10)
-        ]
+        heading = [widgets.HTML("")] + [widgets.HTML(f"<b>{p}</b>") for p in range(10)]
         cells = [
             [widgets.HTML(f"<b>{t}</b>")] + [self.cell_button(t, p) for p in range(10)]
             for t in range(10)
@@ -277,10 +276,10 @@ class ConfusionExplorer(Explorer):
             heading + [c for row in cells for c in row],
             layout=widgets.Layout(grid_template_columns="70px repeat(10, 40px)", grid_gap="2px"),
         )
-        self.indices = torch.zeros(0, dtype=torch.long)
+        self.indices, self.selecting = torch.zeros(0, dtype=torch.long), False
         super().__init__(
             [
-                widgets.HTML("click a cell, or pick the digits below"),
+                widgets.HTML("rows: the true digit, columns: the predicted one. Click a cell:"),
                 self.grid,
                 self.true,
                 self.predicted,
@@ -290,11 +289,9 @@ class ConfusionExplorer(Explorer):
         self.update()
 
     def cell_button(self, t: int, p: int) -> widgets.Button:
-        """One cell: its count, red by share of the row's mistakes off the diagonal, green on it."""
+        """One cell: its count; off the diagonal, redder for more (darkest: the top mistake)."""
         count = int(self.cm[t, p])
-        worst = max(
-            1, int((self.cm - torch.diag(self.cm.diagonal())).max())
-        )  # the largest mistake count
+        worst = max(1, int((self.cm - torch.diag(self.cm.diagonal())).max()))
         colour = (
             "#c7e9c0"
             if t == p
@@ -312,15 +309,18 @@ class ConfusionExplorer(Explorer):
         return button
 
     def select(self, t: int, p: int) -> None:
-        """A click on cell (t, p): set both menus, show the cell once."""
-        with self.true.hold_trait_notifications(), self.predicted.hold_trait_notifications():
-            changed = (self.true.value, self.predicted.value) != (t, p)
+        """A click on cell (t, p): set both menus, then show the cell once."""
+        self.selecting = True  # the menus' own callbacks wait
+        try:
             self.true.value, self.predicted.value = t, p
-        if not changed:
-            self.update()
+        finally:
+            self.selecting = False
+        self.update()
 
     def update(self) -> None:
         """Show the chosen cell's images, most confident first, with the model's top 3 for each."""
+        if self.selecting:
+            return
         t, p = self.true.value, self.predicted.value
         self.indices = self.cell(t, p)
         shown = self.indices[: self.limit]
@@ -365,11 +365,11 @@ class ConfusionExplorer(Explorer):
         )
 
 
-# ---------------------------------------------------------------------------------------- notebook 03
+# ------------------------------------------------------------------------------------ notebook 03
 
 
 class FeatureMapExplorer(Explorer):
-    """Notebook 03: a test digit → the feature maps after each conv block, beside conv1's filters."""
+    """Notebook 03: a test digit → the maps after each conv block, beside conv1's filters."""
 
     css = "features"
 
@@ -446,11 +446,11 @@ class FeatureMapExplorer(Explorer):
         return fig
 
 
-# ---------------------------------------------------------------------------------------- notebook 07
+# ------------------------------------------------------------------------------------ notebook 07
 
 
 class PerturbExplorer(Explorer):
-    """Notebook 07: a perturbation and its level → digits perturbed, the answers, the curve's point."""
+    """Notebook 07: a perturbation and level → digits perturbed, answers, the curve's point."""
 
     css = "perturb"
 
@@ -467,21 +467,24 @@ class PerturbExplorer(Explorer):
         self.images, self.labels, self.perturb, self.predict = images, labels, perturb, predict
         self.accuracy_at, self.curves, self.ranges = accuracy_at, curves, ranges
         self.kind = widgets.Dropdown(options=list(ranges), description="perturbation")
+        self.kind.add_class("perturb-kind")
         self.level = slider("level", *ranges[self.kind.value], ranges[self.kind.value][0])
         self.level.continuous_update = (
             False  # one update when the handle is let go: each is a test-set pass
         )
         self.kind.observe(lambda _: self.set_range(), names="value")
         self.answers, self.accuracy = torch.zeros(0, dtype=torch.long), float("nan")
-        super().__init__([self.kind, self.level])
+        super().__init__([self.kind, self.level], watched=[self.level])
         self.update()
 
     def set_range(self) -> None:
-        """A new perturbation: its own slider range, back at level 0 (one update)."""
+        """A new perturbation: its own slider range, back at its lowest level (one update)."""
         low, high, step = self.ranges[self.kind.value]
+        moves = self.level.value != low  # then the slider's own callback updates
         with self.level.hold_trait_notifications():
             self.level.min, self.level.max, self.level.step, self.level.value = low, high, step, low
-        self.update()
+        if not moves:
+            self.update()
 
     def update(self) -> None:
         """Perturb the digits, read them, and mark the level's accuracy on the curve."""

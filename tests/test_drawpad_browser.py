@@ -54,7 +54,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def jupyter_lab(notebooks: list[Path], artifacts: Path, tmp_path_factory) -> Iterator[tuple[str, str]]:
-    """JupyterLab on a free loopback port with a random token, serving copies of ``notebooks``: (base URL, token)."""
+    """JupyterLab on a free loopback port with a random token, serving copies of ``notebooks``:
+    (base URL, token)."""
     root, state = tmp_path_factory.mktemp("lab"), tmp_path_factory.mktemp("lab_state")
     for notebook in notebooks:
         shutil.copy(notebook, root)
@@ -98,7 +99,7 @@ def lab_url(artifacts, tmp_path_factory):
 def wait_for_kernel(url: str, timeout: float = 60) -> None:
     """Block until the server has started the kernel of the notebook in ``url`` and it is idle."""
     base, token = url.split("/lab/")[0], url.split("token=")[1]
-    name = url.split("/lab/tree/")[1].split("?")[0]
+    name = url.split("/tree/")[1].split("?")[0]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sessions = json.load(urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5))
@@ -121,10 +122,11 @@ def draw(page, canvas, strokes) -> None:
         page.mouse.up()
 
 
-VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the active tab (another may be open)
-RAN_OR_FAILED = """(visible) => { const panel = document.querySelector(visible);
-  return panel.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-  || [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every(p => /\\[\\d+\\]/.test(p.textContent)); }"""
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the active tab (others may be open)
+STDERR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+RAN_OR_FAILED = """([visible, stderr]) => { const panel = document.querySelector(visible);
+  return panel.querySelector(stderr) || [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .every(p => /\\[\\d+\\]/.test(p.textContent)); }"""
 LATENCY_PROBE = """([canvas, result]) => {
   window.readings = []; let up = null;
   canvas.addEventListener('mouseup', () => { up = performance.now(); }, true);
@@ -134,16 +136,16 @@ LATENCY_PROBE = """([canvas, result]) => {
 
 
 def run_all_cells(page, url: str, timeout_ms: int = 60_000) -> None:
-    """Open the notebook at ``url``, wait for its kernel, Run All Cells from the menu; assert that no cell failed."""
+    """Open the notebook at ``url``, wait for its kernel, Run All Cells; assert that no cell failed."""
     page.goto(url)
     page.locator(".jp-Notebook").wait_for(timeout=30_000)
     wait_for_kernel(url)  # the page shows "idle" before a kernel exists, so ask the server
-    page.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"
-                           "?.getAttribute('data-status') === 'idle'", timeout=30_000)  # and connected
+    page.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator')"  # connected
+                           "?.getAttribute('data-status') === 'idle'", timeout=30_000)
     page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
-    page.wait_for_function(RAN_OR_FAILED, arg=VISIBLE, timeout=timeout_ms)
-    errors = page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    page.wait_for_function(RAN_OR_FAILED, arg=[VISIBLE, STDERR], timeout=timeout_ms)
+    errors = page.locator(f"{VISIBLE} {STDERR}")
     assert errors.count() == 0, "a cell failed: " + " ".join(errors.all_inner_texts())
 
 

@@ -383,8 +383,10 @@ def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tm
     assert [line.split(":")[0] for line in two.stdout.splitlines()] == [str(dashed), str(plain)]
 
 
-def ruled(image: Image.Image, squared: bool = False, spacing: int = 22, ink: int = 90) -> Image.Image:
-    """The drawing on ruled (or squared) paper: slightly tilted 2-pixel lines across the whole image."""
+def ruled(image: Image.Image, squared: bool = False, spacing: int = 22, ink: int = 90
+          ) -> Image.Image:
+    """The drawing on ruled (or squared) paper: slightly tilted 2-pixel lines across the whole
+    image."""
     out = image.copy()
     draw = ImageDraw.Draw(out)
     for y in range(7, out.height, spacing):
@@ -441,7 +443,8 @@ def test_a_1_by_2_pixel_image_is_refused_in_one_line(tmp_path, tiny_checkpoint, 
     assert "\n" not in str(err.value)
     assert predict.main([str(path), "--checkpoint", str(tiny_checkpoint)]) == 1
     out, err_text = capsys.readouterr()
-    assert out == "" and err_text.splitlines()[-1].startswith(f"error: {path}: image is only 1×2 pixels")
+    assert out == ""
+    assert err_text.splitlines()[-1].startswith(f"error: {path}: image is only 1×2 pixels")
 
 
 @pytest.mark.parametrize("text", ["38", "1 4"])
@@ -452,7 +455,8 @@ def test_two_digits_are_refused_not_read_as_one(tmp_path, tiny_checkpoint, text,
         predict.preprocess(image)
     path, out_json = tmp_path / "number.png", tmp_path / "out.json"
     image.save(path)
-    assert predict.main([str(path), "--checkpoint", str(tiny_checkpoint), "--json", str(out_json)]) == 1
+    args = [str(path), "--checkpoint", str(tiny_checkpoint), "--json", str(out_json)]
+    assert predict.main(args) == 1
     out, err = capsys.readouterr()
     assert out == "" and f"error: {path}: more than one digit found" in err
     assert "more than one digit found" in json.loads(out_json.read_text())[0]["error"]

@@ -116,3 +116,34 @@ def test_05_every_confused_pair_is_listed_without_the_slice(tmp_path):
     edited = [int(m[1]) for out in run("05_analysis.ipynb", tmp_path, [("[:6]\npd.DataFrame", "\npd.DataFrame")])
               if (m := re.search(r"lists (\d+) of", out))]
     assert counts == [6] and 6 < edited[0] <= 45
+
+
+def test_08_a_small_seven_in_a_corner_reads_alike_with_a_thicker_stroke(tmp_path):
+    assert "`pad.clear()` and `small = pad.draw([(180, 170),\n  (260, 170), (210, 270)])`" in prompts("08_draw_a_digit.ipynb")
+    last = "fig = plots.pen_to_prediction(image, ink, fitted, seven_reading)"
+    look = ('\nfrom scipy import ndimage\nfor r in (seven_reading, small):\n'
+            '    centre = [float(c) for c in ndimage.center_of_mass(r["input"].numpy())]\n'
+            '    print("seen", r["top3"][0][0], int((r["input"] > 128).sum()), centre)')
+    run("04_training.ipynb", tmp_path)
+    printed = "".join(run("08_draw_a_digit.ipynb", tmp_path, [
+        (last, last + "\npad.clear()\nsmall = pad.draw([(180, 170), (260, 170), (210, 270)])" + look)]))
+    (big_digit, big_ink, big_centre), (small_digit, small_ink, small_centre) = [
+        (int(m[1]), int(m[2]), ast.literal_eval(m[3])) for m in re.finditer(r"seen (\d) (\d+) (\[.*\])", printed)]
+    assert big_digit == small_digit == 7, "the same answer"
+    assert small_ink > big_ink, "a thicker stroke"
+    assert all(abs(c - 14) < 1.5 for c in (*big_centre, *small_centre)), "the same place: centred by mass"
+
+
+def test_06_a_variant_of_your_own_trains_alone_and_gets_its_row(tmp_path):
+    text = prompts("06_experiments.ipynb")
+    mine = 'variants.append(experiments.Variant("lr_3e-3", "improvement", "Adam at lr 3e-3", {"lr": 3e-3}))'
+    assert mine in text and "`alpha=0.05` in `verdict` to 0.01" in text
+    results = "results = {v.name: experiments.run_variant("
+    run("04_training.ipynb", tmp_path)
+    run("06_experiments.ipynb", tmp_path, [(results, mine + "\n" + results), ("alpha=0.05", "alpha=0.01")])
+    study = json.loads((tmp_path / "artifacts/runs/quick/experiments.json").read_text())
+    row = next(r for r in study["rows"] if r["variant"] == "lr_3e-3")
+    assert row["group"] == "improvement" and row["seeds"] == len(study["seeds"])
+    metrics = json.loads((tmp_path / "artifacts/runs/quick/metrics.json").read_text())
+    assert metrics["lr_3e-3-seed0"]["config"]["lr"] == 3e-3, "trained with the rate it names"
+    assert all(r["verdict"] not in ("better", "worse") or r["p_holm"] < 0.01 for r in study["rows"])

@@ -1,4 +1,4 @@
-"""Notebooks 02 and 05 in a real browser: JupyterLab + Chromium, their widgets driven by keyboard and mouse."""
+"""Notebooks 02, 03, 05 and 07 in JupyterLab + Chromium: widgets driven by real keys and mouse."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import torch
 from conftest import lesson_namespace
 from test_drawpad_browser import SHOTS, artifacts, jupyter_lab, run_all_cells, sync_api  # noqa: F401
 
-from mnist_utils import engine, paths, runs
+from mnist_utils import data, engine, paths, runs, widgets
 
 pytestmark = pytest.mark.slow
-NOTEBOOKS = [
-    paths.ROOT / "notebooks" / name for name in ("02_augmentation.ipynb", "05_analysis.ipynb")
-]
+NAMES = ("02_augmentation", "05_analysis", "03_model", "07_calibration_robustness")
+NOTEBOOKS = [paths.ROOT / "notebooks" / f"{name}.ipynb" for name in NAMES]  # 07 reads what 05 wrote
 PRESSES = 4  # arrow-key presses on the angle slider, button clicks, confusion cells: each one timed
 CELLS = [(4, 9), (7, 2), (3, 5), (9, 4)]
 PROBE = """([target, key, events]) => {
   window.latencies = window.latencies || {}; window.latencies[key] = []; let start = null;
-  for (const name of events) document.addEventListener(name, () => { start = performance.now(); }, true);
+  const mark = () => { start = performance.now(); };
+  for (const name of events) document.addEventListener(name, mark, true);
   new MutationObserver(() => {
     if (start !== null) { window.latencies[key].push(performance.now() - start); start = null; }
   }).observe(target, {subtree: true, childList: true, characterData: true});
@@ -32,19 +32,25 @@ PROBE = """([target, key, events]) => {
 
 @pytest.fixture(scope="module")
 def lab(artifacts, tmp_path_factory):  # noqa: F811 (the fixture imported above)
-    """JupyterLab serving copies of notebooks 02 and 05: (base URL, token)."""
+    """JupyterLab serving copies of the four notebooks: (base URL, token)."""
     with jupyter_lab(NOTEBOOKS, artifacts, tmp_path_factory) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def page():
-    """A Chromium page, closed after the module; a screenshot of it in .test-output/ when a test fails."""
+    """A Chromium page for the module (a test that fails screenshots it into .test-output/)."""
     SHOTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium")
         yield browser.new_page(viewport={"width": 1500, "height": 1100})
         browser.close()
+
+
+def url(lab: tuple[str, str], k: int) -> str:
+    """Notebook k in a workspace of its own, so that JupyterLab opens no other notebook beside it."""
+    (base, token), name = lab, NOTEBOOKS[k].name
+    return f"{base}/lab/workspaces/{NOTEBOOKS[k].stem}/tree/{name}?token={token}"
 
 
 def shown_matrix(page) -> np.ndarray:
@@ -63,18 +69,14 @@ def report(page, name: str) -> dict[str, list[float]]:
     latencies = page.evaluate("window.latencies")
     (SHOTS / f"widgets_{name}_latency.json").write_text(json.dumps(latencies))
     for key, values in latencies.items():
-        print(
-            f"\n{name}: {key} -> updated output in the browser (ms): {', '.join(f'{t:.0f}' for t in values)}"
-        )
+        times = ", ".join(f"{t:.0f}" for t in values)
+        print(f"\n{name}: {key} -> updated output in the browser (ms): {times}")
     return latencies
 
 
 def test_affine_sliders_and_random_draw_in_jupyterlab(lab, page):
-    base, token = lab
     try:
-        run_all_cells(
-            page, f"{base}/lab/tree/{NOTEBOOKS[0].name}?token={token}", timeout_ms=120_000
-        )
+        run_all_cells(page, url(lab, 0), timeout_ms=120_000)
         matrix, gallery = (
             page.locator(".affine-output").first,
             page.locator(".affine-gallery").first,
@@ -134,21 +136,19 @@ def test_affine_sliders_and_random_draw_in_jupyterlab(lab, page):
 
 def confusion_matrix(folder: Path) -> torch.Tensor:
     """The quick reference model's confusion matrix, computed here, apart from the notebook."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MNIST_ARTIFACTS_DIR", str(folder))
-        model, cfg, _ = engine.load_model(paths.run_dir("reference", "quick") / engine.CHECKPOINT)
+    checkpoint = with_artifacts(
+        folder, lambda: paths.run_dir("reference", "quick") / engine.CHECKPOINT
+    )
+    model, cfg, _ = engine.load_model(checkpoint)
     test = runs.test_split_for(cfg)
     pred = engine.predict_log_probs(model, test.images).argmax(1)
     return torch.bincount(test.labels * 10 + pred, minlength=100).view(10, 10)
 
 
 def test_confusion_cells_clicked_and_picked_in_jupyterlab(lab, page, artifacts):  # noqa: F811
-    base, token = lab
     cm = confusion_matrix(artifacts)
     try:
-        run_all_cells(
-            page, f"{base}/lab/tree/{NOTEBOOKS[1].name}?token={token}", timeout_ms=120_000
-        )
+        run_all_cells(page, url(lab, 1), timeout_ms=120_000)
         output = page.locator(".confusion-output").first
         output.scroll_into_view_if_needed()
         page.evaluate(PROBE, [output.element_handle(), "click on a matrix cell", ["click"]])
@@ -185,4 +185,65 @@ def test_confusion_cells_clicked_and_picked_in_jupyterlab(lab, page, artifacts):
         assert len(latencies["pick from the menus"]) == 2, latencies
     except Exception:
         page.screenshot(path=SHOTS / "widgets_05_failure.png", full_page=True)
+        raise
+
+
+def with_artifacts(folder: Path, read):
+    """``read()`` with MNIST_ARTIFACTS_DIR pointing at ``folder``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MNIST_ARTIFACTS_DIR", str(folder))
+        return read()
+
+
+def test_feature_maps_follow_the_index_slider_in_jupyterlab(lab, page):
+    try:
+        run_all_cells(page, url(lab, 2), timeout_ms=120_000)
+        output = page.locator(".features-output").first
+        output.scroll_into_view_if_needed()
+        page.evaluate(
+            PROBE, [output.element_handle(), "arrow key on the index slider", ["keydown"]]
+        )
+        handle = page.locator(".widget-slider", has_text="test digit").locator(".noUi-handle").first
+        start = int(readout(page, "test digit"))  # where the notebook's own check left it
+        labels = data.load_split(train=False).labels
+        for k in range(1, PRESSES + 1):
+            handle.press("ArrowRight")
+            i = start + k
+            sync_api.expect(output).to_contain_text(f"test digit {i} (a {int(labels[i])})")
+        digit = widgets.shown_images(output.inner_html(), "digit")[0]
+        assert (digit == data.load_split(train=False).images[start + PRESSES].numpy()).all()
+        assert len(widgets.shown_images(output.inner_html(), "block2")) == 1
+        output.screenshot(path=SHOTS / "widgets_03_features.png")
+        assert len(report(page, "03")["arrow key on the index slider"]) == PRESSES
+    except Exception:
+        page.screenshot(path=SHOTS / "widgets_03_failure.png", full_page=True)
+        raise
+
+
+def test_perturbation_level_and_its_accuracy_in_jupyterlab(lab, page, artifacts):  # noqa: F811
+    try:
+        run_all_cells(page, url(lab, 3), timeout_ms=300_000)
+        output = page.locator(".perturb-output").first
+        output.scroll_into_view_if_needed()
+        page.evaluate(
+            PROBE, [output.element_handle(), "a menu pick or arrow key", ["change", "keydown"]]
+        )
+        page.locator(".perturb-kind select").select_option(label="noise")
+        sync_api.expect(output.locator(".perturb-title")).to_contain_text("noise 0:")
+        handle = page.locator(".widget-slider", has_text="level").locator(".noUi-handle").first
+        for k in range(1, 7):  # 0.05 per press, up to σ = 0.3
+            handle.press("ArrowRight")
+            sync_api.expect(output.locator(".perturb-title")).to_contain_text(
+                f"noise {0.05 * k:g}:"
+            )
+        curves = with_artifacts(
+            artifacts, lambda: runs.read_json(paths.profile_dir("quick") / "robustness.json", {})
+        )["models"]["reference"]["noise"]
+        point = next(r["accuracy"] for r in curves if abs(r["level"] - 0.3) < 1e-9)
+        sync_api.expect(output.locator(".accuracy")).to_have_text(f"{100 * point:.1f} %")
+        sync_api.expect(output.locator("img.perturbed")).to_have_count(8)
+        output.screenshot(path=SHOTS / "widgets_07_perturb.png")
+        assert len(report(page, "07")["a menu pick or arrow key"]) == 7
+    except Exception:
+        page.screenshot(path=SHOTS / "widgets_07_failure.png", full_page=True)
         raise
