@@ -354,7 +354,8 @@ def _one_digit(
     cut by the image's edge: that is a frame), or the digit's pieces side by side with a gap."""
     height = boxes[main][0].stop - boxes[main][0].start
     for k in np.flatnonzero(mass >= OTHER_DIGIT * mass[main]):
-        tall = boxes[k][0].stop - boxes[k][0].start >= 0.6 * height
+        rows, columns = (part.stop - part.start for part in boxes[k])
+        tall = rows >= 0.6 * height and columns >= 0.1 * rows  # not a thin rule
         inside = all(0 < part.start and part.stop < size for part, size in zip(boxes[k], labels.shape))
         if k + 1 not in kept and tall and inside and _side_by_side(boxes[main], boxes[k]):
             raise PredictError("more than one digit found (another piece of writing as large as "

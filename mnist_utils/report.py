@@ -41,7 +41,7 @@ LATEX_SPECIALS = str.maketrans({  # characters LaTeX reads as commands, or its O
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
     "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "≥": r"$\geq$", "≤": r"$\leq$",
     "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
-    "µ": r"$\mu$", "μ": r"$\mu$"})
+    "µ": r"$\mu$", "μ": r"$\mu$", "Δ": r"$\Delta$"})
 
 
 class ReportError(RuntimeError):

@@ -469,26 +469,33 @@ class PerturbExplorer(Explorer):
         self.kind = widgets.Dropdown(options=list(ranges), description="perturbation")
         self.kind.add_class("perturb-kind")
         self.level = slider("level", *ranges[self.kind.value], ranges[self.kind.value][0])
-        self.level.continuous_update = (
-            False  # one update when the handle is let go: each is a test-set pass
-        )
+        self.level.continuous_update = False  # one update on release: each is a test-set pass
         self.kind.observe(lambda _: self.set_range(), names="value")
         self.answers, self.accuracy = torch.zeros(0, dtype=torch.long), float("nan")
+        self.quiet, self.shown_level = False, 0.0
         super().__init__([self.kind, self.level], watched=[self.level])
         self.update()
 
     def set_range(self) -> None:
         """A new perturbation: its own slider range, back at its lowest level (one update)."""
         low, high, step = self.ranges[self.kind.value]
-        moves = self.level.value != low  # then the slider's own callback updates
-        with self.level.hold_trait_notifications():
-            self.level.min, self.level.max, self.level.step, self.level.value = low, high, step, low
-        if not moves:
-            self.update()
+        # the value moves first, in a message of its own: a browser that got the new range while
+        # the handle still sat outside it would clamp the handle and send that value back
+        self.quiet = True
+        try:
+            self.level.min = min(self.level.min, low)
+            self.level.value = low
+            self.level.max, self.level.step, self.level.min = high, step, low
+        finally:
+            self.quiet = False
+        self.update()
 
     def update(self) -> None:
         """Perturb the digits, read them, and mark the level's accuracy on the curve."""
+        if self.quiet:
+            return
         kind, level = self.kind.value, float(self.level.value)
+        self.shown_level = level
         self.perturbed = self.perturb(self.images, kind, level)
         self.answers = self.predict(self.perturbed).argmax(1)
         self.accuracy = self.accuracy_at(kind, level)
@@ -519,7 +526,7 @@ class PerturbExplorer(Explorer):
             label="curve (cell above)",
         )
         ax.plot(
-            [self.level.value],
+            [self.shown_level],
             [100 * self.accuracy],
             marker="*",
             ms=16,
@@ -541,7 +548,7 @@ class PerturbExplorer(Explorer):
             titles,
             ncols=len(titles),
             suptitle=(
-                f"{self.kind.value} {self.level.value:g}: accuracy {100 * self.accuracy:.1f} %"
+                f"{self.kind.value} {self.shown_level:g}: accuracy {100 * self.accuracy:.1f} %"
             ),
         )
         return fig
