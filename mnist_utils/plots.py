@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .calibration import KINDS
 
 
 def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
@@ -123,4 +124,89 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3)
     fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def reliability_figure(results: dict[str, dict], n_bins: int = 15, min_count: int = 10) -> plt.Figure:
+    """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``, ``ece_*``, ``eval_split``):
+    reliability curves over counts per bin."""
+    names = list(results)
+    fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
+    width = 1.0 / n_bins
+    for col, name in enumerate(names):
+        r = results[name]
+        top, bottom = axes[0][col], axes[1][col]
+        top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+        curves = ((r["before"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
+                  (r["after"], f"after, T = {r['temperature']:.2f}", f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        for i, ((count, confidence, accuracy), label, ece, colour, marker) in enumerate(curves):
+            full = (count >= min_count).numpy()
+            top.plot(confidence.numpy()[full], accuracy.numpy()[full], marker=marker, color=colour, label=f"{label} {ece}",
+                     lw=1.2, ms=5)
+            bottom.bar(edges[:-1] + width * (0.275 + 0.45 * i), count.numpy(), width=width * 0.45, color=colour, label=label)
+        evaluated = r["eval_split"]
+        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
+                title=f"{name}\nevaluated on {evaluated}")
+        top.legend(fontsize=8, loc="lower right")
+        top.grid(alpha=0.3)
+        bottom.set(yscale="log", xlabel=f"confidence (max. probability), {n_bins} equal-width bins", ylabel="images per bin")
+        bottom.grid(alpha=0.3, axis="y")
+        bottom.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Reliability diagrams: accuracy vs confidence, before and after temperature scaling")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
+    """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance level dotted."""
+    kinds = [k for k in KINDS if any(k in c for c in curves.values())]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=False):
+        for i, (name, per_kind) in enumerate(curves.items()):
+            rows = per_kind.get(kind, [])
+            ax.plot([r["level"] for r in rows], [100 * r["accuracy"] for r in rows], marker="os^"[i % 3], label=name)
+        ax.axhline(10, ls=":", color="gray", lw=1, label="chance (10 %)")
+        ax.set(xlabel=KINDS[kind], ylabel="test accuracy (%)", ylim=(0, 101), title=kind.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor,
+                    grad_pred: torch.Tensor, grad_log_odds: torch.Tensor, ncols: int = 2) -> plt.Figure:
+    """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x, outlined."""
+    n = len(images_u8)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False)
+    magnitude = signed = None
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        i, part = divmod(k, 3)  # example i fills three neighbouring columns of its row
+        if i >= n:
+            continue
+        t, p, digit = int(labels[i]), int(pred[i]), images_u8[i].float().numpy() / 255
+        if part == 0:
+            ax.imshow(digit, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"true {t}, predicted {p}\n(confidence {float(confidence[i]):.2f})", fontsize=8)
+            continue
+        if part == 1:
+            g = grad_pred[i] / grad_pred[i].max().clamp_min(1e-12)
+            magnitude = ax.imshow(g.numpy(), cmap="inferno", vmin=0, vmax=1)
+            ax.set_title(f"|∂ log p({p}) / ∂x|\nsensitivity of '{p}'", fontsize=8)
+            outline = "cyan"
+        else:
+            g = grad_log_odds[i] / grad_log_odds[i].abs().max().clamp_min(1e-12)
+            signed = ax.imshow(g.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+            ax.set_title(f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8)
+            outline = "black"
+        ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
+    fig.suptitle("Input gradients on the most confused pairs (each map scaled to its own maximum)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    for im, x0, label, ticks in ((magnitude, 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
+                                 (signed, 0.56, "signed log-odds gradient: blue favours true, red predicted", [-1, -0.5, 0, 0.5, 1])):
+        if im is not None:
+            fig.colorbar(im, cax=fig.add_axes((x0, 0.045, 0.32, 0.018)), orientation="horizontal", label=label, ticks=ticks)
     return fig

@@ -335,6 +335,8 @@ class ConfusionExplorer(Explorer):
             for i, values, digits in zip(shown.tolist(), top.values, top.indices)
         ]
         more = f" (the first {len(shown)} shown)" if len(shown) < len(self.indices) else ""
+        if not len(shown):
+            cards = ["<div>none: the model never gave this answer for this digit here</div>"]
         self.output.value = (
             f'<div class="cell-title"><b>true {t}, predicted {p}: {len(self.indices)} '
             f"test images{more}</b>, most confident first; under each, the top 3</div>"

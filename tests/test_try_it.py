@@ -147,3 +147,27 @@ def test_06_a_variant_of_your_own_trains_alone_and_gets_its_row(tmp_path):
     metrics = json.loads((tmp_path / "artifacts/runs/quick/metrics.json").read_text())
     assert metrics["lr_3e-3-seed0"]["config"]["lr"] == 3e-3, "trained with the rate it names"
     assert all(r["verdict"] not in ("better", "worse") or r["p_holm"] < 0.01 for r in study["rows"])
+
+
+def test_07_five_bins_change_the_ece_and_nothing_else(tmp_path, monkeypatch):
+    assert "`n_bins = 15` to `n_bins = 5`" in prompts("07_calibration_robustness.ipynb")
+    for notebook in ("04_training.ipynb", "05_analysis.ipynb"):
+        run(notebook, tmp_path)
+    run("07_calibration_robustness.ipynb", tmp_path, [("n_bins = 15", "n_bins = 5")])
+    five = json.loads((tmp_path / "artifacts/runs/quick/calibration.json").read_text())
+    assert five["n_bins"] == 5
+    from conftest import lesson_namespace
+
+    from mnist_utils import calibration, config, engine, runs
+
+    monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    model, cfg, _ = engine.load_model(tmp_path / "artifacts/runs/quick/reference/checkpoint.pt")
+    fit, evaluate, _ = calibration.calibration_splits(cfg, runs.test_split_for(config.for_profile(cfg, "quick")))
+    log_probs = engine.predict_log_probs(model, evaluate.images)
+    lesson = lesson_namespace("07_calibration_robustness.ipynb")
+    reference = five["models"]["reference"]
+    for bins in (5, 15):  # the notebook's numbers are the lesson's at 5 bins, and differ at 15
+        ece = lesson["expected_calibration_error"](log_probs.exp(), evaluate.labels, bins)
+        assert (ece == reference["ece_before"]) == (bins == 5)
+    temperature = lesson["fit_temperature"](engine.predict_log_probs(model, fit.images), fit.labels)
+    assert temperature == pytest.approx(reference["temperature"], rel=1e-9), "no bins in the temperature"
