@@ -1,4 +1,5 @@
 """`python -m mnist_utils COMMAND ...`: the package's command-line tools (add a command to COMMANDS)."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,10 +8,22 @@ import sys
 COMMANDS = {
     "predict": ("mnist_utils.predict", "predict the digit in your own images"),
     "export": ("mnist_utils.export", "export a checkpoint to TorchScript and ONNX and verify both"),
-    "data": ("mnist_utils.data", "prepare and verify the MNIST files (--repair restores damaged ones)"),
-    "train": ("mnist_utils.experiments", "train study runs ahead of the experiments notebook (Ray tasks, local or $RAY_ADDRESS)"),
-    "bench": ("mnist_utils.bench", "stock vs project training speed and time to 99 % (writes artifacts/bench.json)"),
-    "report": ("mnist_utils.report", "generate the report's LaTeX from artifacts/ and build report/report.pdf"),
+    "data": (
+        "mnist_utils.data",
+        "prepare and verify the MNIST files (--repair restores damaged ones)",
+    ),
+    "train": (
+        "mnist_utils.experiments",
+        "train study runs ahead of the experiments notebook (Ray tasks, local or $RAY_ADDRESS)",
+    ),
+    "bench": (
+        "mnist_utils.bench",
+        "stock vs project training speed and time to 99 % (writes artifacts/bench.json)",
+    ),
+    "report": (
+        "mnist_utils.report",
+        "generate the report's LaTeX from artifacts/ and build report/report.pdf",
+    ),
 }
 """Command name → (module with a ``main(argv) -> int``, one-line help)."""
 
@@ -41,8 +54,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return module.main(argv[1:])
-    except (MnistDataError, CheckpointError, DeviceError, ArtifactError, OSError) as exc:  # a user's error: one line, no traceback
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even when torch's message has several
+    except (
+        MnistDataError,
+        CheckpointError,
+        DeviceError,
+        ArtifactError,
+        OSError,
+    ) as exc:  # a user's error: one line, no traceback
+        # one line, even when torch's message has several
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 1
 
 

@@ -1,5 +1,6 @@
 """`make bench`: the reference recipe the stock torchvision way vs the project's engine vs pure compute vs the hardware
 floor, interleaved (A B C … A B C …) so machine noise hits every pipeline alike; and time to 99 % over several seeds."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,14 @@ EPOCH = 60000
 """Images per epoch of the reference recipe: every rate is converted to seconds per epoch."""
 
 FAST_RECIPE = RunConfig(
-    name="fast", model="fast", epochs=1, batch_size=128, lr=1e-2, schedule="onecycle", augment=(), precision="bfloat16"
+    name="fast",
+    model="fast",
+    epochs=1,
+    batch_size=128,
+    lr=1e-2,
+    schedule="onecycle",
+    augment=(),
+    precision="bfloat16",
 )
 """A recipe of this project's design for the time-to-99 % race (see models.fast_cnn): one epoch, bfloat16 forward passes
 (2 epochs of batch 256 at 5e-3 took 7.3 s and missed 99 % on one seed of three; this took 4.5-4.9 s, 99.04-99.18 % over 8 seeds)."""
@@ -51,8 +59,13 @@ def _timed_steps(step: Callable[[], None], steps: int, warmup: int = 5) -> float
     return time.perf_counter() - start
 
 
-def _adam_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               precision: str = "float32") -> None:
+def _adam_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    precision: str = "float32",
+) -> None:
     """One training step of the reference recipe: forward (autocast to ``precision``, as the engine), NLL loss, backward, Adam."""
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
@@ -71,22 +84,34 @@ def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
     model = ReferenceCNN()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
-    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, *next(loader)), steps))  # warm-up: worker start
+    # warm-up: worker start
+    return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, *next(loader)), steps))
 
 
 def project_epoch_s(steps: int, seed: int = 0, precision: str = "float32") -> float:
     """The reference recipe through :func:`engine.fit` (in-memory uint8, batched augmentation), on ``steps`` batches."""
     train = load_split(True).subset(64 * steps, seed=seed)
-    result = fit(REFERENCE.replace(epochs=1, seed=seed, precision=precision), train, None, device="cpu", progress=False)
+    result = fit(
+        REFERENCE.replace(epochs=1, seed=seed, precision=precision),
+        train,
+        None,
+        device="cpu",
+        progress=False,
+    )
     return _rate(len(train), result.history[0]["epoch_seconds"])
 
 
-def compute_epoch_s(steps: int, seed: int = 0, channels_last: bool = True, precision: str = "float32") -> float:
+def compute_epoch_s(
+    steps: int, seed: int = 0, channels_last: bool = True, precision: str = "float32"
+) -> float:
     """Forward + backward + fused Adam step alone, on random tensors; defaults are the settings the engine trains with."""
     torch.manual_seed(seed)
     model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        model, x = (
+            model.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     return _rate(64 * steps, _timed_steps(lambda: _adam_step(model, opt, x, y, precision), steps))
 
@@ -96,8 +121,12 @@ def augment_epoch_s(steps: int, seed: int = 0) -> float:
     :data:`engine.AUGMENT_IMAGES` images per call, drawn batch by batch), for at least ``steps`` batches of 64."""
     g, size = torch.Generator().manual_seed(seed), AUGMENT_IMAGES
     calls = math.ceil(64 * steps / size)
-    chunks = iter(load_split(True).images[: size * (calls + 1)].split(size))  # 1 warm-up call, then ``calls`` timed
-    return _rate(size * calls, _timed_steps(lambda: augment_batch(to_unit(next(chunks)), g, REFERENCE_SPEC, 64), calls, 1))
+    # 1 warm-up call, then ``calls`` timed
+    chunks = iter(load_split(True).images[: size * (calls + 1)].split(size))
+    return _rate(
+        size * calls,
+        _timed_steps(lambda: augment_batch(to_unit(next(chunks)), g, REFERENCE_SPEC, 64), calls, 1),
+    )
 
 
 def _one_thread_compute(steps: int, seed: int) -> float:
@@ -109,7 +138,8 @@ def _one_thread_compute(steps: int, seed: int) -> float:
 def two_processes_epoch_s(steps: int, seed: int = 0) -> float:
     """Seconds per epoch of throughput when two 1-thread processes train side by side (the study's Ray tasks)."""
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(abs, range(2)))  # start both workers (spawn, import torch) before the timed calls
+        # start both workers (spawn, import torch) before the timed calls
+        list(pool.map(abs, range(2)))
         each = list(pool.map(_one_thread_compute, [steps] * 2, [seed, seed + 1]))
     return 1 / sum(1 / s for s in each)
 
@@ -121,7 +151,9 @@ PIPELINES: dict[str, Callable[[int, int], float]] = {
     "engine": project_epoch_s,
     BF16_ENGINE: lambda steps, seed: project_epoch_s(steps, seed, "bfloat16"),
     "compute, channels-last (engine)": compute_epoch_s,
-    "compute, bfloat16 forward": lambda steps, seed: compute_epoch_s(steps, seed, precision="bfloat16"),
+    "compute, bfloat16 forward": lambda steps, seed: compute_epoch_s(
+        steps, seed, precision="bfloat16"
+    ),
     "compute, contiguous": lambda steps, seed: compute_epoch_s(steps, seed, channels_last=False),
     "compute, two 1-thread processes": two_processes_epoch_s,
     "augmentation alone": augment_epoch_s,
@@ -129,7 +161,9 @@ PIPELINES: dict[str, Callable[[int, int], float]] = {
 """What one round of the benchmark measures, in this order, each in seconds per epoch."""
 
 
-def interleaved(pipelines: dict[str, Callable[[int, int], float]], rounds: int, steps: int) -> dict[str, list[float]]:
+def interleaved(
+    pipelines: dict[str, Callable[[int, int], float]], rounds: int, steps: int
+) -> dict[str, list[float]]:
     """``rounds`` rounds of A B C …: a drift of the machine's load lands on every pipeline alike."""
     values: dict[str, list[float]] = {name: [] for name in pipelines}
     for r in range(rounds):
@@ -169,9 +203,19 @@ def peer_cnn() -> nn.Sequential:
     """The network of the fastest published MNIST recipe we know (tuomaso/train_mnist_fast, final version: 99.04 ±
     0.07 % in 0.76 s on a GTX 1660 Ti), written from its description: 1→24 5×5, pool, ReLU, 24→32 3×3, pool, ReLU,
     800→256, ReLU, 256→10, log-softmax."""
-    return nn.Sequential(nn.Conv2d(1, 24, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(24, 32, 3), nn.MaxPool2d(2),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10),
-                         nn.LogSoftmax(dim=1))
+    return nn.Sequential(
+        nn.Conv2d(1, 24, 5),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(24, 32, 3),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(800, 256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+        nn.LogSoftmax(dim=1),
+    )
 
 
 def peer_time_to_99(seed: int, train: Split, test: Split, batch_size: int = 256) -> dict:
@@ -183,8 +227,9 @@ def peer_time_to_99(seed: int, train: Split, test: Split, batch_size: int = 256)
     model = peer_cnn()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.7, 0.9))
     steps = math.ceil(len(x) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps,
-                                                   cycle_momentum=False)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1e-2, total_steps=steps, cycle_momentum=False
+    )
     order = torch.randperm(len(x))
     model.train()
     for i in range(0, len(x), batch_size):
@@ -214,24 +259,41 @@ def race(seeds: int, train: Split, test: Split) -> dict[str, list[dict]]:
 def accuracy_summary(runs: list[dict]) -> dict:
     """Mean and min test accuracy of a race's runs, and how many reached 99 %."""
     accuracies = [r["test_accuracy"] for r in runs]
-    return {"mean": statistics.mean(accuracies), "min": min(accuracies),
-            "reached": sum(a >= 0.99 for a in accuracies), "seeds": len(runs)}
+    return {
+        "mean": statistics.mean(accuracies),
+        "min": min(accuracies),
+        "reached": sum(a >= 0.99 for a in accuracies),
+        "seeds": len(runs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print a table, write ``artifacts/bench.json``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=150, help="batches of 64 per measurement (an epoch is 938)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds: every pipeline is measured once per round")
+    parser.add_argument(
+        "--steps", type=int, default=150, help="batches of 64 per measurement (an epoch is 938)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds: every pipeline is measured once per round",
+    )
     parser.add_argument("--race-seeds", type=int, default=5, help="seeds of the time-to-99 %% race")
     args = parser.parse_args(argv)
-    tunables = os.environ.get("GLIBC_TUNABLES") or None  # `make bench` sets the study's (study.ALLOCATOR) for every pipeline
-    print(f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64; "
-          f"GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}")
+    # `make bench` sets the study's (study.ALLOCATOR) for every pipeline
+    tunables = os.environ.get("GLIBC_TUNABLES") or None
+    print(
+        f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64; "
+        f"GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}"
+    )
     values = interleaved(PIPELINES, args.rounds, args.steps)
     epochs = {name: spread(v) for name, v in values.items()}
-    stock = min((name for name in epochs if name.startswith("stock")), key=lambda name: epochs[name]["median"])
+    stock = min(
+        (name for name in epochs if name.startswith("stock")),
+        key=lambda name: epochs[name]["median"],
+    )
     gflops = statistics.median(sgemm_gflops() for _ in range(3))
     flops = epoch_flops()
     floor = flops / (gflops * 1e9)
@@ -240,43 +302,61 @@ def main(argv: list[str] | None = None) -> int:
     races, peers = raced["racer"], raced["peer"]
     median = {name: e["median"] for name, e in epochs.items()}
     result = {
-        "epoch_s": epochs, "epoch_s_all": values, "pipelines": list(PIPELINES), "stock": stock,
+        "epoch_s": epochs,
+        "epoch_s_all": values,
+        "pipelines": list(PIPELINES),
+        "stock": stock,
         "speedup_vs_stock": median[stock] / median["engine"],
         "engine_over_compute": median["engine"] / median["compute, channels-last (engine)"],
         "speedup_vs_stock_bfloat16": median[stock] / median[BF16_ENGINE],
         "engine_over_compute_bfloat16": median[BF16_ENGINE] / median["compute, bfloat16 forward"],
-        "two_processes_throughput": median["compute, channels-last (engine)"] / median["compute, two 1-thread processes"],
-        "epoch_tflop": flops / 1e12, "sgemm_gflops": gflops, "floor_epoch_s": floor,
+        "two_processes_throughput": median["compute, channels-last (engine)"]
+        / median["compute, two 1-thread processes"],
+        "epoch_tflop": flops / 1e12,
+        "sgemm_gflops": gflops,
+        "floor_epoch_s": floor,
         "engine_share_of_floor": floor / median["engine"],
         "time_to_99_s": spread([r["seconds"] for r in races]),
         "time_to_99_accuracy": accuracy_summary(races),
-        "time_to_99_all": races, "time_to_99_recipe": FAST_RECIPE.to_dict(),
-        "peer_s": spread([r["seconds"] for r in peers]), "peer_accuracy": accuracy_summary(peers),
+        "time_to_99_all": races,
+        "time_to_99_recipe": FAST_RECIPE.to_dict(),
+        "peer_s": spread([r["seconds"] for r in peers]),
+        "peer_accuracy": accuracy_summary(peers),
         "peer_all": peers,
         "racer_over_peer": statistics.median(r["seconds"] for r in races)
         / statistics.median(r["seconds"] for r in peers),
-        "steps_per_measurement": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "device": "cpu", "glibc_tunables": tunables,
+        "steps_per_measurement": args.steps,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": "cpu",
+        "glibc_tunables": tunables,
     }
     width = max(map(len, epochs))
     print(f"\n  {'seconds per epoch':<{width}}     min  median     max")
     for name, e in epochs.items():
         print(f"  {name:<{width}}  {e['min']:6.1f}  {e['median']:6.1f}  {e['max']:6.1f}")
-    print(f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm {gflops:.0f} GFLOP/s)\n")
+    print(
+        f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm {gflops:.0f} GFLOP/s)\n"
+    )
     t, acc = result["time_to_99_s"], result["time_to_99_accuracy"]
-    print(f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), {result['engine_over_compute']:.3f}x "
-          f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the bfloat16 forward pass "
-          f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and {result['engine_over_compute_bfloat16']:.3f}x "
-          f"its compute; two 1-thread processes give "
-          f"{result['two_processes_throughput']:.2f}x the throughput of one {torch.get_num_threads()}-thread process\n"
-          f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / max of {len(races)} seeds, "
-          f"eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy mean {100 * acc['mean']:.2f} %, "
-          f"min {100 * acc['min']:.2f} %, ≥ 99 % in {acc['reached']} of {acc['seeds']}")
+    print(
+        f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), {result['engine_over_compute']:.3f}x "
+        f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the bfloat16 forward pass "
+        f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and {result['engine_over_compute_bfloat16']:.3f}x "
+        f"its compute; two 1-thread processes give "
+        f"{result['two_processes_throughput']:.2f}x the throughput of one {torch.get_num_threads()}-thread process\n"
+        f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / max of {len(races)} seeds, "
+        f"eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy mean {100 * acc['mean']:.2f} %, "
+        f"min {100 * acc['min']:.2f} %, ≥ 99 % in {acc['reached']} of {acc['seeds']}"
+    )
     p, pacc = result["peer_s"], result["peer_accuracy"]
-    print(f"  the peer recipe (tuomaso/train_mnist_fast, float32), raced seed by seed: {p['min']:.1f} / "
-          f"{p['median']:.1f} / {p['max']:.1f} s; test accuracy mean {100 * pacc['mean']:.2f} %, "
-          f"min {100 * pacc['min']:.2f} %, ≥ 99 % in {pacc['reached']} of {pacc['seeds']}\n"
-          f"  racer / peer (medians): {result['racer_over_peer']:.2f} (goal ≤ 0.5)")
+    print(
+        f"  the peer recipe (tuomaso/train_mnist_fast, float32), raced seed by seed: {p['min']:.1f} / "
+        f"{p['median']:.1f} / {p['max']:.1f} s; test accuracy mean {100 * pacc['mean']:.2f} %, "
+        f"min {100 * pacc['min']:.2f} %, ≥ 99 % in {pacc['reached']} of {pacc['seeds']}\n"
+        f"  racer / peer (medians): {result['racer_over_peer']:.2f} (goal ≤ 0.5)"
+    )
     write_json(paths.artifacts_dir() / "bench.json", result)
     print(f"\nwritten to {paths.artifacts_dir() / 'bench.json'}")
     return 0

@@ -1,4 +1,5 @@
 """One frozen dataclass describes a training run; named profiles say how much work a pipeline run does."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,9 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 1e-3
     schedule: str = "constant"  # constant | onecycle
-    augment: tuple[str, ...] = REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong, elastic
+    augment: tuple[str, ...] = (
+        REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong, elastic
+    )
     dropout: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
@@ -31,7 +34,9 @@ class RunConfig:
     test_size: int | None = None  # evaluate on a subset of the test set (quick mode)
     channels_last: bool = True
     precision: str = "float32"  # float32 | bfloat16: autocast of the forward pass (fast on CPUs with AMX or AVX-512 BF16)
-    init_from: str | None = None  # fine-tune: start from the final weights of this run instead of a random init
+    init_from: str | None = (
+        None  # fine-tune: start from the final weights of this run instead of a random init
+    )
 
     def replace(self, **changes) -> RunConfig:
         """A copy with some fields changed."""
@@ -68,6 +73,10 @@ def for_profile(config: RunConfig, profile: str) -> RunConfig:
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
     if profile == "quick":
-        return config.replace(epochs=1, train_size=QUICK["train_size"], test_size=QUICK["test_size"],
-                              val_size=min(config.val_size, QUICK["val_size"]))
+        return config.replace(
+            epochs=1,
+            train_size=QUICK["train_size"],
+            test_size=QUICK["test_size"],
+            val_size=min(config.val_size, QUICK["val_size"]),
+        )
     return config

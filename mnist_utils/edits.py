@@ -6,6 +6,7 @@ one stored beside the checkpoint: the same run resumes (or is reused when finish
 to ``<name>@<its digest>`` — never deleted — and the edited run starts afresh in ``<name>/``. Undo the edit and the
 earlier run comes back from its ``@`` folder instead of training again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,17 @@ LESSON_FILE = "lesson.json"
 def fingerprint(config: RunConfig, model: nn.Module, optimizer, functions: list[Callable]) -> dict:
     """What defines a notebook's run: its config, the model's layers, the optimizer and its settings, the code of
     the lesson functions that train and score it."""
-    settings = {k: v for k, v in optimizer.defaults.items() if isinstance(v, (bool, int, float, str, tuple, type(None)))}
-    return {"config": config.to_dict(), "model": repr(model),
-            "optimizer": {"type": type(optimizer).__name__, **settings},
-            "code": {f.__name__: inspect.getsource(f) for f in functions}}
+    settings = {
+        k: v
+        for k, v in optimizer.defaults.items()
+        if isinstance(v, (bool, int, float, str, tuple, type(None)))
+    }
+    return {
+        "config": config.to_dict(),
+        "model": repr(model),
+        "optimizer": {"type": type(optimizer).__name__, **settings},
+        "code": {f.__name__: inspect.getsource(f) for f in functions},
+    }
 
 
 def digest(print_: dict) -> str:
@@ -62,12 +70,20 @@ def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:
 
     folder, key = paths.run_dir(config.name, profile), digest(print_)
     present = stored_digest(folder)
-    if present != key and folder.exists() and (present is not None or (folder / CHECKPOINT).exists()):
+    if (
+        present != key
+        and folder.exists()
+        and (present is not None or (folder / CHECKPOINT).exists())
+    ):
         folder.rename(_free(folder.with_name(f"{config.name}@{present or 'earlier'}")))
     earlier = folder.with_name(f"{config.name}@{key}")
     if not folder.exists() and earlier.is_dir():
         earlier.rename(folder)
     if stored_digest(folder) != key:
-        paths.atomic_write(folder / LESSON_FILE, lambda tmp: tmp.write_text(
-            json.dumps({"digest": key, **print_}, indent=1, default=str)))
+        paths.atomic_write(
+            folder / LESSON_FILE,
+            lambda tmp: tmp.write_text(
+                json.dumps({"digest": key, **print_}, indent=1, default=str)
+            ),
+        )
     return folder

@@ -1,4 +1,5 @@
 """Training and evaluation on in-memory tensors: device choice, the epoch loop, checkpoints and resume."""
+
 from __future__ import annotations
 
 import math
@@ -49,12 +50,18 @@ def select_device(preference: str | None = None) -> torch.device:
         try:
             device = torch.device(preference)
         except RuntimeError:
-            raise DeviceError(f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or unset "
-                              f"MNIST_DEVICE to pick the best one.") from None
-        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
+            raise DeviceError(
+                f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or unset "
+                f"MNIST_DEVICE to pick the best one."
+            ) from None
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(
+            device.type
+        )
         if available is not None and not available():
-            raise DeviceError(f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
-                              f"MNIST_DEVICE to pick the best one.")
+            raise DeviceError(
+                f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
+                f"MNIST_DEVICE to pick the best one."
+            )
         return device
     return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
 
@@ -68,11 +75,17 @@ def show_progress() -> bool:
 
 def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed cross-entropy."""
-    return F.nll_loss(log_probs, target) if smoothing == 0 else F.cross_entropy(log_probs, target, label_smoothing=smoothing)
+    return (
+        F.nll_loss(log_probs, target)
+        if smoothing == 0
+        else F.cross_entropy(log_probs, target, label_smoothing=smoothing)
+    )
 
 
 @torch.inference_mode()
-def predict_log_probs_unit(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+def predict_log_probs_unit(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 128
+) -> torch.Tensor:
     """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients.
 
     Batches of 128 keep a batch's activations in the CPU's cache: the deep model scores 5,000 images 1.5-2x faster than
@@ -109,7 +122,9 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if config.schedule == "onecycle":
         total = config.epochs * steps_per_epoch
-        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+        return opt, torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=config.lr, total_steps=total, pct_start=0.25
+        )
     raise ValueError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
 
 
@@ -117,7 +132,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write a checkpoint atomically; a full or read-only disk raises :class:`CheckpointError` and leaves no partial file."""
     try:
         paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
-    except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
+    except (
+        OSError,
+        RuntimeError,
+    ) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
         raise CheckpointError(
             f"Cannot write checkpoint {path}: disk full or not writable ({str(exc).splitlines()[0]}); any earlier "
             f"checkpoint there is kept. Free space or fix permissions, then re-run to resume (or set MNIST_ARTIFACTS_DIR)."
@@ -143,9 +161,11 @@ def train_command(path: Path) -> str:
 def _fix(path: Path, problem: str) -> str:
     """The fix for an unusable checkpoint: retrain the project's own; never delete a user's."""
     if _own_run(path) is None:
-        return (f"{path} {problem}; it was left as it is. Pass a checkpoint.pt written by this "
-                f"project's training (`make run-all` writes artifacts/runs/default/reference/"
-                f"checkpoint.pt).")
+        return (
+            f"{path} {problem}; it was left as it is. Pass a checkpoint.pt written by this "
+            f"project's training (`make run-all` writes artifacts/runs/default/reference/"
+            f"checkpoint.pt)."
+        )
     return f"{path} {problem}. Retrain it: `rm {path} && {train_command(path)}`."
 
 
@@ -154,8 +174,11 @@ def load_checkpoint(path: Path) -> dict:
     member (``torch.load`` does not); a missing or damaged file raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        fix = f"Train it first: `{train_command(path)}`" if _own_run(path) else \
-            "Name an existing checkpoint.pt, or train one with `make run-all`"
+        fix = (
+            f"Train it first: `{train_command(path)}`"
+            if _own_run(path)
+            else "Name an existing checkpoint.pt, or train one with `make run-all`"
+        )
         raise CheckpointError(f"No checkpoint at {path}. {fix}.")
     try:
         with zipfile.ZipFile(path) as archive:
@@ -164,13 +187,21 @@ def load_checkpoint(path: Path) -> dict:
         problem = f"is damaged or not a PyTorch checkpoint (no zip container: {exc})"
         raise CheckpointError(_fix(path, problem)) from exc
     if bad is not None:
-        raise CheckpointError(_fix(path, f"is damaged: its bytes changed since it was written "
-                                         f"({bad} fails its CRC check)"))
+        raise CheckpointError(
+            _fix(
+                path,
+                f"is damaged: its bytes changed since it was written ({bad} fails its CRC check)",
+            )
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(_fix(path, f"is damaged or not a checkpoint of this project "
-                                         f"({type(exc).__name__}: {exc})")) from exc
+        raise CheckpointError(
+            _fix(
+                path,
+                f"is damaged or not a checkpoint of this project ({type(exc).__name__}: {exc})",
+            )
+        ) from exc
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(_fix(path, "lacks the 'model'/'config' entries this project writes"))
     return state
@@ -183,40 +214,75 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Modul
         config = RunConfig.from_dict(state["config"])
         model = build_model(config.model, config.dropout)
         model.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # config fields, model names or weights this code does not know
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ) as exc:  # config fields, model names or weights this code does not know
         raise CheckpointError(
-            _fix(path, f"was written by an incompatible version of mnist_utils "
-                       f"({type(exc).__name__}: {exc})")
+            _fix(
+                path,
+                f"was written by an incompatible version of mnist_utils "
+                f"({type(exc).__name__}: {exc})",
+            )
         ) from exc
-    broken = [name for name, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    broken = [
+        name
+        for name, t in state["model"].items()
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    ]
     if broken:
-        raise CheckpointError(_fix(path, f"holds non-finite weights (NaN or Inf in "
-                                         f"{', '.join(broken[:3])}) and cannot predict"))
+        raise CheckpointError(
+            _fix(
+                path,
+                f"holds non-finite weights (NaN or Inf in "
+                f"{', '.join(broken[:3])}) and cannot predict",
+            )
+        )
     model.to(device or torch.device("cpu")).eval()
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     return model, config, state
 
 
-def training_state(config: RunConfig, history: list[dict], model: nn.Module, optimizer, g: torch.Generator,
-                   scheduler=None) -> dict:
+def training_state(
+    config: RunConfig,
+    history: list[dict],
+    model: nn.Module,
+    optimizer,
+    g: torch.Generator,
+    scheduler=None,
+) -> dict:
     """Everything a run needs to continue exactly where it stopped: weights, optimizer, schedule, both RNGs, history."""
-    return {"config": config.to_dict(), "epoch": len(history), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None, "rng_torch": torch.get_rng_state(),
-            "rng_generator": g.get_state(), "history": history}
+    return {
+        "config": config.to_dict(),
+        "epoch": len(history),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng_torch": torch.get_rng_state(),
+        "rng_generator": g.get_state(),
+        "history": history,
+    }
 
 
 def checkpoint_of(path: Path, config: RunConfig) -> dict:
     """The checkpoint at ``path``, which ``config`` must have written: else :class:`RunConflictError`, the file kept."""
     state = load_checkpoint(path)
-    if RunConfig.from_dict(state["config"]) != config:  # fields added since the checkpoint take their defaults
+    if (
+        RunConfig.from_dict(state["config"]) != config
+    ):  # fields added since the checkpoint take their defaults
         raise RunConflictError(
             f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {Path(path).parent}`, "
-            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`.")
+            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`."
+        )
     return state
 
 
-def resume(path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None) -> list[dict]:
+def resume(
+    path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None
+) -> list[dict]:
     """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its history ([] if none)."""
     if not Path(path).is_file():
         return []
@@ -238,9 +304,18 @@ class FitResult:
     history: list[dict]
 
 
-def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eval_name: str = "test", run_dir: Path | None = None,
-        device: torch.device | str | None = None, progress: bool | None = None, stop_after_steps: int | None = None,
-        init_weights: dict | None = None) -> FitResult:
+def fit(
+    config: RunConfig,
+    train: Split,
+    eval_split: Split | None = None,
+    *,
+    eval_name: str = "test",
+    run_dir: Path | None = None,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    stop_after_steps: int | None = None,
+    init_weights: dict | None = None,
+) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
 
     The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a learning-rate schedule,
@@ -273,20 +348,38 @@ def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eva
         start = time.perf_counter()
         perm = torch.randperm(n, generator=g)
         total_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        bar = tqdm(range(steps_per_epoch), desc=f"{config.name} epoch {epoch}/{config.epochs}", disable=not progress,
-                   leave=False, mininterval=0.5, file=sys.stderr)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{config.name} epoch {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            mininterval=0.5,
+            file=sys.stderr,
+        )
         for step in bar:
-            if step % chunk == 0:  # the next `chunk` batches, augmented at once: the same images as batch by batch
+            if (
+                step % chunk == 0
+            ):  # the next `chunk` batches, augmented at once: the same images as batch by batch
                 ahead = perm[step * config.batch_size : (step + chunk) * config.batch_size]
-                batches = normalize(augment_batch(to_unit(images[ahead].to(device, non_blocking=True)), g, spec,
-                                                  config.batch_size)).split(config.batch_size)
+                batches = normalize(
+                    augment_batch(
+                        to_unit(images[ahead].to(device, non_blocking=True)),
+                        g,
+                        spec,
+                        config.batch_size,
+                    )
+                ).split(config.batch_size)
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             x = batches[step % chunk]
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bfloat16"):
+            with torch.autocast(
+                device.type, torch.bfloat16, enabled=config.precision == "bfloat16"
+            ):
                 log_probs = model(x)
-            loss = loss_fn(log_probs.float(), labels[idx].to(device, non_blocking=True), config.label_smoothing)
+            loss = loss_fn(
+                log_probs.float(), labels[idx].to(device, non_blocking=True), config.label_smoothing
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -297,11 +390,18 @@ def fit(config: RunConfig, train: Split, eval_split: Split | None = None, *, eva
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if stop_after_steps is not None and steps_done >= stop_after_steps:
                 raise Interrupted(f"stopped after {steps_done} steps in epoch {epoch}")
-        row = {"epoch": epoch, "train_loss": total_loss.item() / n, "epoch_seconds": time.perf_counter() - start,
-               "lr": opt.param_groups[0]["lr"]}
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss.item() / n,
+            "epoch_seconds": time.perf_counter() - start,
+            "lr": opt.param_groups[0]["lr"],
+        }
         if eval_split is not None:
             metrics = evaluate(model, eval_split)
-            row[f"{eval_name}_loss"], row[f"{eval_name}_accuracy"] = metrics["loss"], metrics["accuracy"]
+            row[f"{eval_name}_loss"], row[f"{eval_name}_accuracy"] = (
+                metrics["loss"],
+                metrics["accuracy"],
+            )
         history.append(row)
         if progress:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))

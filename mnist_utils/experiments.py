@@ -1,4 +1,5 @@
 """The study beyond the reference: ablations, single improvements, the combined `improved` model, ensemble and TTA."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,38 +24,91 @@ class Variant:
     description: str
     changes: dict = field(default_factory=dict)
     parent: str | None = None  # fine-tunes the finished run of this variant with the same seed
-    epoch_scale: float = 1.0  # trains round(epoch_scale × the plan's epochs for its group) epochs, at least 1
+    epoch_scale: float = (
+        1.0  # trains round(epoch_scale × the plan's epochs for its group) epochs, at least 1
+    )
 
 
 ABLATIONS = (
     Variant("no_aug", "ablation", "no augmentation", {"augment": ()}),
     Variant("rotate_only", "ablation", "RandomRotation(10) alone", {"augment": ("rotate",)}),
     Variant("crop_only", "ablation", "RandomResizedCrop alone", {"augment": ("crop",)}),
-    Variant("translate_only", "ablation", "RandomAffine translate alone", {"augment": ("translate",)}),
+    Variant(
+        "translate_only", "ablation", "RandomAffine translate alone", {"augment": ("translate",)}
+    ),
     Variant("reference", "ablation", "all three (the reference recipe)", {}),
     Variant("dropout", "ablation", "+ dropout 0.5 before the last layer", {"dropout": 0.5}),
-    Variant("flips", "ablation", "+ random horizontal and vertical flips", {"augment": REFERENCE_AUGMENT + ("flip",)}),
+    Variant(
+        "flips",
+        "ablation",
+        "+ random horizontal and vertical flips",
+        {"augment": REFERENCE_AUGMENT + ("flip",)},
+    ),
 )
 IMPROVEMENTS = (
-    Variant("onecycle", "improvement", "OneCycle learning-rate schedule (peak 3e-3)", {"schedule": "onecycle", "lr": 3e-3}),
+    Variant(
+        "onecycle",
+        "improvement",
+        "OneCycle learning-rate schedule (peak 3e-3)",
+        {"schedule": "onecycle", "lr": 3e-3},
+    ),
     Variant("batchnorm", "improvement", "BatchNorm after each convolution", {"model": "batchnorm"}),
-    Variant("third_conv", "improvement", "a third conv block (64 to 128 channels)", {"model": "three_conv"}),
-    Variant("strong_aug", "improvement", "stronger augmentation (15 deg, area 0.6-1, shift 12 %)", {"augment": ("strong",)}),
+    Variant(
+        "third_conv",
+        "improvement",
+        "a third conv block (64 to 128 channels)",
+        {"model": "three_conv"},
+    ),
+    Variant(
+        "strong_aug",
+        "improvement",
+        "stronger augmentation (15 deg, area 0.6-1, shift 12 %)",
+        {"augment": ("strong",)},
+    ),
     Variant("label_smoothing", "improvement", "label smoothing 0.1", {"label_smoothing": 0.1}),
-    Variant("elastic", "improvement", "+ elastic distortion (alpha 34 px, sigma 4 px)",
-            {"augment": REFERENCE_AUGMENT + ("elastic",)}),
+    Variant(
+        "elastic",
+        "improvement",
+        "+ elastic distortion (alpha 34 px, sigma 4 px)",
+        {"augment": REFERENCE_AUGMENT + ("elastic",)},
+    ),
 )
 IMPROVED_FROM = ("batchnorm", "third_conv", "onecycle", "label_smoothing")
 """The single improvements `improved` combines: chosen by hand from an earlier full-profile study (notebook 6 says so)."""
 BASE = Variant(
-    "search_base", "search", "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation + pixel noise",
-    {"model": "improved", "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1, "augment": REFERENCE_AUGMENT + ("noise",)},
+    "search_base",
+    "search",
+    "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation + pixel noise",
+    {
+        "model": "improved",
+        "schedule": "onecycle",
+        "lr": 3e-3,
+        "label_smoothing": 0.1,
+        "augment": REFERENCE_AUGMENT + ("noise",),
+    },
 )
-SEARCH = (BASE, Variant("search_short", "search", BASE.description + ", 2/3 of the epochs", BASE.changes, epoch_scale=2 / 3),
-          Variant("search_dropout", "search", BASE.description + ", dropout 0.4 before the last layer",
-                  dict(BASE.changes, dropout=0.4)),
-          Variant("search_deep", "search", BASE.description + ", a second conv in each of the first two blocks",
-                  dict(BASE.changes, model="deep")))
+SEARCH = (
+    BASE,
+    Variant(
+        "search_short",
+        "search",
+        BASE.description + ", 2/3 of the epochs",
+        BASE.changes,
+        epoch_scale=2 / 3,
+    ),
+    Variant(
+        "search_dropout",
+        "search",
+        BASE.description + ", dropout 0.4 before the last layer",
+        dict(BASE.changes, dropout=0.4),
+    ),
+    Variant(
+        "search_deep",
+        "search",
+        BASE.description + ", a second conv in each of the first two blocks",
+        dict(BASE.changes, model="deep"),
+    ),
+)
 """The candidate recipes of `improved`, trained with the plan's search seeds and scored on the validation split only.
 `search_short` asks whether the finals can train fewer epochs: the base recipe's validation curve is flat over its
 last epochs (a 1.5x longer schedule lost on validation in an earlier full study and would take a deep model past
@@ -67,9 +121,16 @@ fine-tune on the clean images, at a small learning rate, moves the model back to
 
 def final_variants(recipe: Variant) -> tuple[Variant, Variant]:
     """`improved` (the search candidate ``recipe`` under the final seeds) and `improved_clean`, its clean fine-tune."""
-    improved = Variant("improved", "final", recipe.description, recipe.changes, epoch_scale=recipe.epoch_scale)
-    clean = Variant("improved_clean", "final", "improved, then fine-tuned without augmentation (Adam 1e-4)",
-                    dict(recipe.changes, **CLEAN_CHANGES), parent=improved.name)
+    improved = Variant(
+        "improved", "final", recipe.description, recipe.changes, epoch_scale=recipe.epoch_scale
+    )
+    clean = Variant(
+        "improved_clean",
+        "final",
+        "improved, then fine-tuned without augmentation (Adam 1e-4)",
+        dict(recipe.changes, **CLEAN_CHANGES),
+        parent=improved.name,
+    )
     return improved, clean
 
 
@@ -91,7 +152,9 @@ class StudyPlan:
     epochs: int
     improved_epochs: int
     final_seeds: tuple[int, ...]
-    finetune_epochs: int = 1  # the full study's fine-tunes scored 99.660 % mean validation after 1 and after 2 epochs
+    finetune_epochs: int = (
+        1  # the full study's fine-tunes scored 99.660 % mean validation after 1 and after 2 epochs
+    )
     train_size: int | None = None
     test_size: int | None = None
     val_size: int = 5000
@@ -101,14 +164,26 @@ class StudyPlan:
 
     def seeds_for(self, variant: Variant) -> tuple[int, ...]:
         """The seeds ``variant`` trains with under this plan."""
-        return {"final": self.final_seeds, "search": self.search_seeds}.get(variant.group, self.seeds)
+        return {"final": self.final_seeds, "search": self.search_seeds}.get(
+            variant.group, self.seeds
+        )
 
 
 PLANS = {
-    "quick": StudyPlan("quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), **QUICK),
-    "default": StudyPlan("default", seeds=(0, 1, 2), epochs=1, improved_epochs=3, final_seeds=(0, 1, 2),
-                         variants=tuple(v for v in ABLATIONS + IMPROVEMENTS if v.name not in FULL_ONLY)),
-    "full": StudyPlan("full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=tuple(range(5))),
+    "quick": StudyPlan(
+        "quick", seeds=(0,), epochs=1, improved_epochs=1, final_seeds=(0, 1), **QUICK
+    ),
+    "default": StudyPlan(
+        "default",
+        seeds=(0, 1, 2),
+        epochs=1,
+        improved_epochs=3,
+        final_seeds=(0, 1, 2),
+        variants=tuple(v for v in ABLATIONS + IMPROVEMENTS if v.name not in FULL_ONLY),
+    ),
+    "full": StudyPlan(
+        "full", seeds=(0, 1, 2), epochs=10, improved_epochs=15, final_seeds=tuple(range(5))
+    ),
 }
 
 
@@ -120,24 +195,43 @@ def run_name(variant_name: str, seed: int) -> str:
 def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
     """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the training set)."""
     if variant.parent:
-        epochs, changes = plan.finetune_epochs, dict(variant.changes, init_from=run_name(variant.parent, seed))
+        epochs, changes = (
+            plan.finetune_epochs,
+            dict(variant.changes, init_from=run_name(variant.parent, seed)),
+        )
     else:
         epochs = plan.improved_epochs if variant.group in ("final", "search") else plan.epochs
         epochs, changes = max(1, round(epochs * variant.epoch_scale)), variant.changes
-    base = RunConfig(name=run_name(variant.name, seed), seed=seed, epochs=epochs, train_size=plan.train_size,
-                     test_size=plan.test_size, val_size=plan.val_size, precision=plan.precision)
+    base = RunConfig(
+        name=run_name(variant.name, seed),
+        seed=seed,
+        epochs=epochs,
+        train_size=plan.train_size,
+        test_size=plan.test_size,
+        val_size=plan.val_size,
+        precision=plan.precision,
+    )
     return base.replace(**changes)
 
 
-def run_variant(variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None) -> list[dict]:
+def run_variant(
+    variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None
+) -> list[dict]:
     """Train one variant for each seed, or read the entry of a run finished before; return the metrics entries."""
     entries, metrics = [], runs.read_metrics(plan.profile)
     for seed in seeds:
         config = config_for(variant, seed, plan)
-        if runs.finished(config, plan.profile, metrics):  # recorded whole: its entry as written, not tested again
+        if runs.finished(
+            config, plan.profile, metrics
+        ):  # recorded whole: its entry as written, not tested again
             entries.append(dict(metrics[config.name], run=config.name))
         else:
-            entries.append(dict(train_run(config, plan.profile, data=run_data(config, data_cache)), run=config.name))
+            entries.append(
+                dict(
+                    train_run(config, plan.profile, data=run_data(config, data_cache)),
+                    run=config.name,
+                )
+            )
     return entries
 
 
@@ -164,28 +258,46 @@ def search_entries(plan: StudyPlan, data_cache: dict | None = None) -> dict[str,
 def choose_recipe(search: dict[str, list[dict]]) -> Variant:
     """The candidate of ``search`` (from :func:`search_entries`) with the highest mean validation accuracy over its
     seeds; the first on a tie."""
-    scores = {name: sum(e["val_accuracy"] for e in entries) / len(entries) for name, entries in search.items()}
+    scores = {
+        name: sum(e["val_accuracy"] for e in entries) / len(entries)
+        for name, entries in search.items()
+    }
     return VARIANTS[max(scores, key=scores.get)]
 
 
-def study_jobs(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None):
+def study_jobs(
+    plan: StudyPlan,
+    variants: tuple[Variant, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+):
     """Every (variant, seed) run of the plan, longest first (the final models, then the ablations and improvements);
     a fine-tune comes after its parent, which is added when not asked for."""
     asked = variants if variants is not None else (IMPROVED, CLEAN) + plan.variants
     by_name = {**VARIANTS, **{v.name: v for v in asked}}
     names = dict.fromkeys(name for v in asked for name in (v.parent, v.name) if name)
-    return [(by_name[name], s) for name in names
-            for s in dict.fromkeys(seeds or plan.seeds_for(by_name[name]))]  # a repeated seed once
+    # a repeated seed once
+    return [
+        (by_name[name], s)
+        for name in names
+        for s in dict.fromkeys(seeds or plan.seeds_for(by_name[name]))
+    ]
 
 
-def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, seeds: tuple[int, ...] | None = None) -> dict:
+def train_plan(
+    plan: StudyPlan,
+    variants: tuple[Variant, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+) -> dict:
     """Train the plan's runs not finished yet as Ray tasks, one 1-thread process per CPU core: the search candidates
     first, with the other asked runs; as soon as the search is finished, the final runs of the recipe it chose on
     validation join those still training. The study's summary."""
     asked = variants if variants is not None else plan.variants + (IMPROVED, CLEAN)
     finals = any(v.group == "final" for v in asked)
     search = [config_for(v, seed, plan) for v, seed in study_jobs(plan, SEARCH)] if finals else []
-    rest = [config_for(v, seed, plan) for v, seed in study_jobs(plan, tuple(v for v in asked if v.group != "final"), seeds)]
+    rest = [
+        config_for(v, seed, plan)
+        for v, seed in study_jobs(plan, tuple(v for v in asked if v.group != "final"), seeds)
+    ]
     chosen = []
 
     def final_runs() -> list[RunConfig]:
@@ -197,9 +309,15 @@ def train_plan(plan: StudyPlan, variants: tuple[Variant, ...] | None = None, see
             return []
         chosen.append(choose_recipe(search_entries(plan)))
         improved, clean = final_variants(chosen[0])  # the fine-tune's parent is the chosen improved
-        for seed in set(plan.search_seeds) & set(seeds or plan.final_seeds):  # the search trained these runs already
-            runs.adopt_run(config_for(chosen[0], seed, plan), config_for(improved, seed, plan), plan.profile)
-        jobs = study_jobs(plan, (improved, clean) if clean.name in {v.name for v in asked} else (improved,), seeds)
+        for seed in set(plan.search_seeds) & set(
+            seeds or plan.final_seeds
+        ):  # the search trained these runs already
+            runs.adopt_run(
+                config_for(chosen[0], seed, plan), config_for(improved, seed, plan), plan.profile
+            )
+        jobs = study_jobs(
+            plan, (improved, clean) if clean.name in {v.name for v in asked} else (improved,), seeds
+        )
         return [config_for(v, seed, plan) for v, seed in jobs]
 
     return study.run_study(search + rest, plan.profile, more=final_runs if finals else None)
@@ -211,11 +329,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m mnist_utils train",
         description="Train (or resume) the runs of the experiments notebook under a profile's plan, one Ray task per run: "
         "on the Ray cluster at $RAY_ADDRESS when set, else on a local Ray with this machine's CPUs. Runs already "
-        "finished in artifacts/ are skipped; the notebook then reuses every finished run.")
-    parser.add_argument("variants", nargs="*", metavar="VARIANT",
-                        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); default: all of the plan")
+        "finished in artifacts/ are skipped; the notebook then reuses every finished run.",
+    )
+    parser.add_argument(
+        "variants",
+        nargs="*",
+        metavar="VARIANT",
+        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); default: all of the plan",
+    )
     parser.add_argument("--profile", default="full", choices=PROFILES)
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the plan's seeds (final_seeds for final variants)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="default: the plan's seeds (final_seeds for final variants)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:

@@ -4,6 +4,7 @@ The exported models take float32 images [N, 1, 28, 28] with pixel values in [0, 
 black, as :func:`mnist_utils.predict.preprocess` makes them); the MNIST normalisation is built in. They return
 log-probabilities [N, 10]. The batch size N is free.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,14 +76,27 @@ def export_onnx(model: nn.Module, path: Path | str) -> str:
     wrapped, names = Deployable(model), {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
     example = (torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)),)
     try:  # torch.onnx's default (torch.export-based) exporter, one self-contained file
-        torch.onnx.export(wrapped, example, str(path), **names, dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
-                          external_data=False, verbose=False)
+        torch.onnx.export(
+            wrapped,
+            example,
+            str(path),
+            **names,
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+            external_data=False,
+            verbose=False,
+        )
         return "dynamo"
     except Exception as first:  # noqa: BLE001 - the new exporter fails in many ways; the TorchScript-based one is the fallback
         try:
             with _quiet_torchscript():
-                torch.onnx.export(wrapped, example, str(path), **names, dynamo=False,
-                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                torch.onnx.export(
+                    wrapped,
+                    example,
+                    str(path),
+                    **names,
+                    dynamo=False,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                )
         except Exception as second:  # noqa: BLE001
             raise ExportError(
                 f"ONNX export to {path} failed with both exporters: default ({type(first).__name__}: {first}); "
@@ -104,7 +118,9 @@ def run_onnx(path: Path | str, images: torch.Tensor) -> torch.Tensor:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise ExportError("checking the ONNX file needs 'onnxruntime'; install it with `make venv`.") from exc
+        raise ExportError(
+            "checking the ONNX file needs 'onnxruntime'; install it with `make venv`."
+        ) from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})
     return torch.from_numpy(out)
@@ -120,14 +136,18 @@ def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dic
 
     def write(tmp: Path) -> None:
         if onnx:
-            result["exporter"] = {"dynamo": "default exporter", "legacy": "dynamo=False exporter"}[export_onnx(model, tmp)]
+            result["exporter"] = {"dynamo": "default exporter", "legacy": "dynamo=False exporter"}[
+                export_onnx(model, tmp)
+            ]
         else:
             export_torchscript(model, tmp)
             result["exporter"] = "torch.jit.script"
         candidate = (run_onnx if onnx else run_torchscript)(tmp, to_unit(images_u8))
         same_argmax = bool(torch.equal(reference.argmax(1), candidate.argmax(1)))
         max_diff = (reference - candidate).abs().max().item()
-        result.update(same_argmax=same_argmax, max_abs_diff=max_diff, ok=same_argmax and max_diff <= ATOL)
+        result.update(
+            same_argmax=same_argmax, max_abs_diff=max_diff, ok=same_argmax and max_diff <= ATOL
+        )
         if not result["ok"]:
             raise ExportError(f"{path} disagrees with PyTorch")
 
@@ -142,18 +162,36 @@ def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check failed, 2 bad checkpoint."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_utils export",
-                                     description="Export a checkpoint to TorchScript (model.pt) and ONNX (model.onnx).")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint to export (default: the one `predict` uses, named in the output)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default: {paths.artifacts_dir() / 'export'})")
-    parser.add_argument("--check-images", type=int, default=256, metavar="N",
-                        help="real test images to verify on (default 256)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_utils export",
+        description="Export a checkpoint to TorchScript (model.pt) and ONNX (model.onnx).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint to export (default: the one `predict` uses, named in the output)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: {paths.artifacts_dir() / 'export'})",
+    )
+    parser.add_argument(
+        "--check-images",
+        type=int,
+        default=256,
+        metavar="N",
+        help="real test images to verify on (default 256)",
+    )
     args = parser.parse_args(argv)
     if args.check_images < 1:
-        print(f"error: --check-images {args.check_images}: the exports are verified on at least 1 "
-              f"test image (e.g. --check-images 256)", file=sys.stderr)
+        print(
+            f"error: --check-images {args.check_images}: the exports are verified on at least 1 "
+            f"test image (e.g. --check-images 256)",
+            file=sys.stderr,
+        )
         return 2
     out = args.out or paths.artifacts_dir() / "export"
     try:
@@ -171,14 +209,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("model.pt", "model.onnx"):
             results.append(r := write_verified(model, images, out / name))
             done = f"wrote {out / name}" if r["ok"] else f"NOT written: no file at {out / name}"
-            print(f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images (same argmax: "
-                  f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance {ATOL:g}); {done} "
-                  f"({r['exporter']})")
+            print(
+                f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images (same argmax: "
+                f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance {ATOL:g}); {done} "
+                f"({r['exporter']})"
+            )
     except (ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"input: float32 [N, 1, 28, 28] in [0, 1] named {INPUT_NAME!r} (normalisation built in); "
-          f"output: log-probabilities [N, 10] named {OUTPUT_NAME!r}")
+    print(
+        f"input: float32 [N, 1, 28, 28] in [0, 1] named {INPUT_NAME!r} (normalisation built in); "
+        f"output: log-probabilities [N, 10] named {OUTPUT_NAME!r}"
+    )
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -1,4 +1,5 @@
 """The reference CNN of notebook 3 (the report's Table 1) and the family of variants the experiments compare."""
+
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,8 @@ from torch import nn
 
 # The class below is notebook 3's, character for character (tests/test_lessons.py checks it).
 class ReferenceCNN(nn.Module):
-    """Conv(1→32) → MaxPool → ReLU → Conv(32→64) → MaxPool → ReLU → Linear(3136→128) → ReLU → Linear(128→10)."""
+    """Conv(1→32) → MaxPool → ReLU → Conv(32→64) → MaxPool → ReLU → Linear(3136→128) → ReLU →
+    Linear(128→10)."""
 
     def __init__(self, dropout: float = 0.0):
         super().__init__()
@@ -20,7 +22,8 @@ class ReferenceCNN(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x):
-        x = F.relu(self.pool(self.conv1(x)))  # 32×14×14 (pool, then ReLU: the same numbers, 4× less work)
+        # 32×14×14 (pool, then ReLU: the same numbers, 4× less work)
+        x = F.relu(self.pool(self.conv1(x)))
         x = F.relu(self.pool(self.conv2(x)))  # 64×7×7
         x = torch.flatten(x, 1)  # 3,136 numbers per image
         x = self.dropout(F.relu(self.fc1(x)))  # 128
@@ -36,17 +39,32 @@ class CNN(nn.Sequential):
     (``CNN(((32, 32), 64))``) are what the variants change.
     """
 
-    def __init__(self, channels: tuple[int | tuple[int, ...], ...] = (32, 64), batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(
+        self,
+        channels: tuple[int | tuple[int, ...], ...] = (32, 64),
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ):
         layers, c_in, size = [], 1, 28
         for block in channels:
             for c_out in block if isinstance(block, tuple) else (block,):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm),
-                           *([nn.BatchNorm2d(c_out)] if batchnorm else []), nn.ReLU()]
+                layers += [
+                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm),
+                    *([nn.BatchNorm2d(c_out)] if batchnorm else []),
+                    nn.ReLU(),
+                ]
                 c_in = c_out
             layers.insert(-1, nn.MaxPool2d(2))  # before the block's last ReLU
             size //= 2
-        super().__init__(*layers, nn.Flatten(), nn.Linear(c_in * size * size, 128), nn.ReLU(),
-                         *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
+        super().__init__(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(c_in * size * size, 128),
+            nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
+            nn.Linear(128, 10),
+            nn.LogSoftmax(dim=1),
+        )
 
 
 def fast_cnn(dropout: float = 0.0, width: int = 32) -> nn.Sequential:
@@ -54,10 +72,22 @@ def fast_cnn(dropout: float = 0.0, width: int = 32) -> nn.Sequential:
     in bfloat16 its backward pass costs this CPU about what a stride-2 one does, and it lifts one epoch past 99 %),
     then global max pooling."""
     blocks = [(1, width, 5, 2), (width, 2 * width, 3, 2), (2 * width, 3 * width, 3, 1)]
-    return nn.Sequential(*[m for c_in, c_out, k, s in blocks for m in (nn.Conv2d(c_in, c_out, k, stride=s, padding=k // 2, bias=False),
-                                                                      nn.BatchNorm2d(c_out), nn.ReLU())],
-                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
-                         nn.Linear(3 * width, 10), nn.LogSoftmax(dim=1))
+    return nn.Sequential(
+        *[
+            m
+            for c_in, c_out, k, s in blocks
+            for m in (
+                nn.Conv2d(c_in, c_out, k, stride=s, padding=k // 2, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            )
+        ],
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        *([nn.Dropout(dropout)] if dropout > 0 else []),
+        nn.Linear(3 * width, 10),
+        nn.LogSoftmax(dim=1),
+    )
 
 
 MODELS = {

@@ -1,4 +1,5 @@
 """The one place that knows where data, artifacts, figures and generated report files live."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Figure helpers; :func:`save_figure` writes PDF + PNG to a profile's report figures folder."""
+
 from __future__ import annotations
 
 import textwrap
@@ -22,11 +23,15 @@ def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
     return folder / f"{name}.png"
 
 
-def image_grid(images: torch.Tensor, titles: Sequence[str], ncols: int = 8, suptitle: str = "") -> plt.Figure:
+def image_grid(
+    images: torch.Tensor, titles: Sequence[str], ncols: int = 8, suptitle: str = ""
+) -> plt.Figure:
     """Show images [N, H, W] (or [N, 1, H, W]) in a grid, each with its title."""
     images, nrows = images.squeeze(1), max(1, -(-len(images) // ncols))
     lines = max(t.count("\n") + 1 for t in titles)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.3, nrows * (1.4 + 0.2 * lines)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * 1.3, nrows * (1.4 + 0.2 * lines)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -41,21 +46,29 @@ def transform_rows(rows: dict[str, Sequence], size: float = 1.2) -> plt.Figure:
     """One row of images per named transform (PIL images or tensors), the row's name on its left."""
     names = list(rows)
     ncols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(names), ncols, figsize=(ncols * size + 2.2, len(names) * size), squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), ncols, figsize=(ncols * size + 2.2, len(names) * size), squeeze=False
+    )
     for r, name in enumerate(names):
         for c, ax in enumerate(axes[r]):
             ax.set(xticks=[], yticks=[])
             ax.spines[:].set_visible(False)
             if c < len(rows[name]):
                 ax.imshow(np.asarray(rows[name][c], dtype=float).squeeze(), cmap="gray")
-        axes[r][0].set_ylabel("\n".join(textwrap.wrap(name, 30)), rotation=0, ha="right", va="center", fontsize=10)
+        axes[r][0].set_ylabel(
+            "\n".join(textwrap.wrap(name, 30)), rotation=0, ha="right", va="center", fontsize=10
+        )
     fig.tight_layout()
     return fig
 
 
-def kernel_response(image: torch.Tensor, kernel: torch.Tensor, response: torch.Tensor) -> plt.Figure:
+def kernel_response(
+    image: torch.Tensor, kernel: torch.Tensor, response: torch.Tensor
+) -> plt.Figure:
     """An image, a convolution kernel (weights written in) and the kernel's response map, side by side."""
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(8.4, 2.9), gridspec_kw={"width_ratios": [1, 0.6, 1]})
+    fig, (a, b, c) = plt.subplots(
+        1, 3, figsize=(8.4, 2.9), gridspec_kw={"width_ratios": [1, 0.6, 1]}
+    )
     a.imshow(image, cmap="gray")
     a.set_title("input digit")
     limit = float(kernel.abs().max())
@@ -78,10 +91,16 @@ def pen_to_prediction(pad, ink, fitted, reading: dict) -> plt.Figure:
     (the red cross), the top 3 and the saliency of the first."""
     from scipy import ndimage
 
-    fig, axes = plt.subplots(1, 6, figsize=(14, 2.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.2, 1]})
-    panels = [(pad, f"1. the pad, {pad.width}×{pad.height}"), (ink, f"2. ink cropped, {ink.width}×{ink.height}"),
-              (fitted, f"3. fit into 20×20: {fitted.width}×{fitted.height}"),
-              (reading["input"], "4. centred by mass, 28×28"), (reading["saliency"], "6. saliency of the guess")]
+    fig, axes = plt.subplots(
+        1, 6, figsize=(14, 2.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.2, 1]}
+    )
+    panels = [
+        (pad, f"1. the pad, {pad.width}×{pad.height}"),
+        (ink, f"2. ink cropped, {ink.width}×{ink.height}"),
+        (fitted, f"3. fit into 20×20: {fitted.width}×{fitted.height}"),
+        (reading["input"], "4. centred by mass, 28×28"),
+        (reading["saliency"], "6. saliency of the guess"),
+    ]
     for ax, (image, title) in zip([*axes[:4], axes[5]], panels):
         ax.imshow(np.asarray(image), cmap="inferno" if ax is axes[5] else "gray")
         ax.set(xticks=[], yticks=[])
@@ -106,18 +125,38 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
     y = np.arange(len(table))[::-1]
     for yi, r in zip(y, table):
         sd = r["test_accuracy_sd"]
-        ax.errorbar(100 - r["test_accuracy_mean"], yi, xerr=None if np.isnan(sd) else sd, fmt="o", capsize=3,
-                    color=colors.get(r["group"], "k"))
+        ax.errorbar(
+            100 - r["test_accuracy_mean"],
+            yi,
+            xerr=None if np.isnan(sd) else sd,
+            fmt="o",
+            capsize=3,
+            color=colors.get(r["group"], "k"),
+        )
     arm = next(r for r in table if r["variant"] == "reference")
-    ax.axvline(100 - arm["test_accuracy_mean"], color="gray", ls="--", lw=1,
-               label=f"reference arm ({arm['epochs']} epochs)")
+    ax.axvline(
+        100 - arm["test_accuracy_mean"],
+        color="gray",
+        ls="--",
+        lw=1,
+        label=f"reference arm ({arm['epochs']} epochs)",
+    )
     if notebook_reference is not None:
-        ax.axvline(100 - notebook_reference, color="k", ls=":", lw=1.2, label="notebook 4's reference (10 epochs)")
-    ax.set_xscale("log")  # errors from a quarter of a percent (best) to several percent (flips) stay readable
+        ax.axvline(
+            100 - notebook_reference,
+            color="k",
+            ls=":",
+            lw=1.2,
+            label="notebook 4's reference (10 epochs)",
+        )
+    # errors from a quarter of a percent (best) to several percent (flips) stay readable
+    ax.set_xscale("log")
     ax.xaxis.set_major_locator(ticker.FixedLocator([0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50]))
     ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_yticks(y, [f"{r['variant']} (n={r['seeds']}, {r['epochs']} ep.)" for r in table], fontsize=9)
+    ax.set_yticks(
+        y, [f"{r['variant']} (n={r['seeds']}, {r['epochs']} ep.)" for r in table], fontsize=9
+    )
     ax.set(xlabel="test error (%) = 100 − accuracy; mean ± sd over seeds; log scale", title=title)
     for group, color in colors.items():
         ax.plot([], [], "o", color=color, label=group)
@@ -127,34 +166,73 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
     return fig
 
 
-def reliability_figure(results: dict[str, dict], n_bins: int = 15, min_count: int = 10) -> plt.Figure:
+def reliability_figure(
+    results: dict[str, dict], n_bins: int = 15, min_count: int = 10
+) -> plt.Figure:
     """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``, ``ece_*``, ``eval_split``):
     reliability curves over counts per bin."""
     names = list(results)
-    fig, axes = plt.subplots(2, len(names), figsize=(5.2 * len(names), 6.6), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
+    fig, axes = plt.subplots(
+        2,
+        len(names),
+        figsize=(5.2 * len(names), 6.6),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1.3]},
+        sharex="col",
+    )
     width = 1.0 / n_bins
     for col, name in enumerate(names):
         r = results[name]
         top, bottom = axes[0][col], axes[1][col]
         top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
-        curves = ((r["before"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
-                  (r["after"], f"after, T = {r['temperature']:.2f}", f"(ECE {100 * r['ece_after']:.2f} %)", "C0", "s"))
+        curves = (
+            (r["before"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
+            (
+                r["after"],
+                f"after, T = {r['temperature']:.2f}",
+                f"(ECE {100 * r['ece_after']:.2f} %)",
+                "C0",
+                "s",
+            ),
+        )
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         for i, ((count, confidence, accuracy), label, ece, colour, marker) in enumerate(curves):
             full = (count >= min_count).numpy()
-            top.plot(confidence.numpy()[full], accuracy.numpy()[full], marker=marker, color=colour, label=f"{label} {ece}",
-                     lw=1.2, ms=5)
-            bottom.bar(edges[:-1] + width * (0.275 + 0.45 * i), count.numpy(), width=width * 0.45, color=colour, label=label)
+            top.plot(
+                confidence.numpy()[full],
+                accuracy.numpy()[full],
+                marker=marker,
+                color=colour,
+                label=f"{label} {ece}",
+                lw=1.2,
+                ms=5,
+            )
+            bottom.bar(
+                edges[:-1] + width * (0.275 + 0.45 * i),
+                count.numpy(),
+                width=width * 0.45,
+                color=colour,
+                label=label,
+            )
         evaluated = r["eval_split"]
-        top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
-                title=f"{name}\nevaluated on {evaluated}")
+        top.set(
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
+            title=f"{name}\nevaluated on {evaluated}",
+        )
         top.legend(fontsize=8, loc="lower right")
         top.grid(alpha=0.3)
-        bottom.set(yscale="log", xlabel=f"confidence (max. probability), {n_bins} equal-width bins", ylabel="images per bin")
+        bottom.set(
+            yscale="log",
+            xlabel=f"confidence (max. probability), {n_bins} equal-width bins",
+            ylabel="images per bin",
+        )
         bottom.grid(alpha=0.3, axis="y")
         bottom.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Reliability diagrams: accuracy vs confidence, before and after temperature scaling")
+    fig.suptitle(
+        "Reliability diagrams: accuracy vs confidence, before and after temperature scaling"
+    )
     fig.tight_layout()
     return fig
 
@@ -166,21 +244,37 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     for ax, kind in zip(axes[0], kinds, strict=False):
         for i, (name, per_kind) in enumerate(curves.items()):
             rows = per_kind.get(kind, [])
-            ax.plot([r["level"] for r in rows], [100 * r["accuracy"] for r in rows], marker="os^"[i % 3], label=name)
+            ax.plot(
+                [r["level"] for r in rows],
+                [100 * r["accuracy"] for r in rows],
+                marker="os^"[i % 3],
+                label=name,
+            )
         ax.axhline(10, ls=":", color="gray", lw=1, label="chance (10 %)")
-        ax.set(xlabel=KINDS[kind], ylabel="test accuracy (%)", ylim=(0, 101), title=kind.capitalize())
+        ax.set(
+            xlabel=KINDS[kind], ylabel="test accuracy (%)", ylim=(0, 101), title=kind.capitalize()
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
 
 
-def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor,
-                    grad_pred: torch.Tensor, grad_log_odds: torch.Tensor, ncols: int = 2) -> plt.Figure:
+def saliency_figure(
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    pred: torch.Tensor,
+    confidence: torch.Tensor,
+    grad_pred: torch.Tensor,
+    grad_log_odds: torch.Tensor,
+    ncols: int = 2,
+) -> plt.Figure:
     """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x, outlined."""
     n = len(images_u8)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False
+    )
     magnitude = signed = None
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -190,7 +284,9 @@ def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.T
         t, p, digit = int(labels[i]), int(pred[i]), images_u8[i].float().numpy() / 255
         if part == 0:
             ax.imshow(digit, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"true {t}, predicted {p}\n(confidence {float(confidence[i]):.2f})", fontsize=8)
+            ax.set_title(
+                f"true {t}, predicted {p}\n(confidence {float(confidence[i]):.2f})", fontsize=8
+            )
             continue
         if part == 1:
             g = grad_pred[i] / grad_pred[i].max().clamp_min(1e-12)
@@ -200,13 +296,31 @@ def saliency_figure(images_u8: torch.Tensor, labels: torch.Tensor, pred: torch.T
         else:
             g = grad_log_odds[i] / grad_log_odds[i].abs().max().clamp_min(1e-12)
             signed = ax.imshow(g.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-            ax.set_title(f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8)
+            ax.set_title(
+                f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8
+            )
             outline = "black"
         ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
-    fig.suptitle("Input gradients on the most confused pairs (each map scaled to its own maximum)", fontsize=11)
+    fig.suptitle(
+        "Input gradients on the most confused pairs (each map scaled to its own maximum)",
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    for im, x0, label, ticks in ((magnitude, 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
-                                 (signed, 0.56, "signed log-odds gradient: blue favours true, red predicted", [-1, -0.5, 0, 0.5, 1])):
+    for im, x0, label, ticks in (
+        (magnitude, 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
+        (
+            signed,
+            0.56,
+            "signed log-odds gradient: blue favours true, red predicted",
+            [-1, -0.5, 0, 0.5, 1],
+        ),
+    ):
         if im is not None:
-            fig.colorbar(im, cax=fig.add_axes((x0, 0.045, 0.32, 0.018)), orientation="horizontal", label=label, ticks=ticks)
+            fig.colorbar(
+                im,
+                cax=fig.add_axes((x0, 0.045, 0.32, 0.018)),
+                orientation="horizontal",
+                label=label,
+                ticks=ticks,
+            )
     return fig

@@ -7,6 +7,7 @@ Photos of paper are read in the same way once uneven light is divided out (:func
 of ruled or squared paper are painted over (:func:`remove_lines`); a blank page, a speck, an image too
 small to hold a digit or one with more than one digit is refused with a one-line :class:`PredictError`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,9 +72,12 @@ def default_checkpoint() -> Path:
     such as notebook 4's reference, only when no run has one; the quick profile's only when neither profile has a
     run); else where `make run-all` puts reference."""
     for profiles in (("full", "default"), ("quick",)):
-        found = [(("val_accuracy" in entry, entry.get("val_accuracy", -1.0)), path) for profile in profiles
-                 for name, entry in runs.read_metrics(profile).items()
-                 if (path := paths.run_dir(name, profile) / engine.CHECKPOINT).is_file()]
+        found = [
+            (("val_accuracy" in entry, entry.get("val_accuracy", -1.0)), path)
+            for profile in profiles
+            for name, entry in runs.read_metrics(profile).items()
+            if (path := paths.run_dir(name, profile) / engine.CHECKPOINT).is_file()
+        ]
         if found:
             return max(found)[1]
     return paths.run_dir("reference", "default") / engine.CHECKPOINT
@@ -84,14 +88,26 @@ def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
     and the test accuracy its metrics.json records)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, config, _ = engine.load_model(path, torch.device("cpu"))
-    run, profile, metrics = path.parent.name, path.parent.parent.name, path.parent.parent / "metrics.json"
+    run, profile, metrics = (
+        path.parent.name,
+        path.parent.parent.name,
+        path.parent.parent / "metrics.json",
+    )
     try:
         entry = runs.read_json(metrics, {}).get(run, {})
     except runs.ArtifactError:
         entry = {}
     same = "config" in entry and RunConfig.from_dict(entry["config"]) == config
-    score = f"test accuracy {100 * entry['test_accuracy']:.2f} % in {metrics}" if same else "no test accuracy recorded for it"
-    note = "; a smoke-test model (2,000 training images): train a real one with `make run-all`" if profile == "quick" else ""
+    score = (
+        f"test accuracy {100 * entry['test_accuracy']:.2f} % in {metrics}"
+        if same
+        else "no test accuracy recorded for it"
+    )
+    note = (
+        "; a smoke-test model (2,000 training images): train a real one with `make run-all`"
+        if profile == "quick"
+        else ""
+    )
     where = f", profile {profile}" if profile in PROFILES else ""
     return model, f"model: {path} (run {config.name}{where}, {score}{note})"
 
@@ -103,14 +119,22 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
     try:
         path.stat()
     except OSError as exc:
-        problem = ("a symbolic link loop" if exc.errno == errno.ELOOP else "a symbolic link to a missing file"
-                   if path.is_symlink() else "no such file" if exc.errno == errno.ENOENT else exc.strerror)
+        problem = (
+            "a symbolic link loop"
+            if exc.errno == errno.ELOOP
+            else "a symbolic link to a missing file"
+            if path.is_symlink()
+            else "no such file"
+            if exc.errno == errno.ENOENT
+            else exc.strerror
+        )
         raise PredictError(f"{name}: {problem}; check the path.") from exc
     if not path.is_file():
         raise PredictError(f"{name}: not a regular file (a folder?); pass image files.")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap below is stricter
+            # our own cap below is stricter
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > cap:
@@ -120,8 +144,13 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                     )
                 image.load()
                 frames = getattr(image, "n_frames", 1)
-                if frames > 1:  # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
-                    spread = [np.nanstd(to_gray(frame)) for frame in islice(ImageSequence.Iterator(image), MAX_FRAMES)]
+                if (
+                    frames > 1
+                ):  # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
+                    spread = [
+                        np.nanstd(to_gray(frame))
+                        for frame in islice(ImageSequence.Iterator(image), MAX_FRAMES)
+                    ]
                     best = int(np.argmax(spread))
                     image.seek(best)
                     image.info["frame"] = f"frame {best + 1} of {frames}"
@@ -129,9 +158,13 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
     except PredictError:
         raise
     except UnidentifiedImageError as exc:
-        raise PredictError(f"{name}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...).") from exc
+        raise PredictError(
+            f"{name}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)."
+        ) from exc
     except Image.DecompressionBombError as exc:
-        raise PredictError(f"{name}: refused as a decompression bomb ({exc}); shrink the image first.") from exc
+        raise PredictError(
+            f"{name}: refused as a decompression bomb ({exc}); shrink the image first."
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise PredictError(
             f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated or damaged?"
@@ -146,7 +179,8 @@ def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
     if weight.sum() == 0:
         return luma
     ink_is_light = float((luma * weight).sum() / weight.sum()) > 0.5
-    background = 0.0 if ink_is_light else 1.0  # dark ink on transparency -> white paper; light ink -> black
+    # dark ink on transparency -> white paper; light ink -> black
+    background = 0.0 if ink_is_light else 1.0
     return luma * weight + background * (1 - weight)
 
 
@@ -157,7 +191,9 @@ def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
     and ±Inf pixels stay NaN (background)."""
     values = values.astype(np.float64)
     finite = np.isfinite(values)
-    low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    low, high = (
+        (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    )
     if low >= 0 and (high <= 1 or integer):
         scales = (2.0**k - 1 for k in (*range(8, 17), 24, 32) if high <= 2**k - 1)
         top = next(scales, high) if integer else 1.0
@@ -170,14 +206,24 @@ def to_gray(image: Image.Image) -> np.ndarray:
     mode = image.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _real_range(np.asarray(image.convert("I") if mode.startswith("I;16") else image),
-                               integer=mode != "F")
-        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+            return _real_range(
+                np.asarray(image.convert("I") if mode.startswith("I;16") else image),
+                integer=mode != "F",
+            )
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            mode == "P" and "transparency" in image.info
+        ):
             return _alpha_composite(np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0)
-        rgb = image if mode in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr") else image.convert("RGB")
+        rgb = (
+            image
+            if mode in ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr")
+            else image.convert("RGB")
+        )
         return np.asarray(rgb.convert("L"), dtype=np.float64) / 255.0
     except (ValueError, OSError) as exc:
-        raise PredictError(f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first.") from exc
+        raise PredictError(
+            f"image mode {mode!r} cannot be converted to grayscale ({exc}); save it as PNG first."
+        ) from exc
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -191,7 +237,11 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     below = np.cumsum(hist)
     above = below[-1] - below
     mass = np.cumsum(hist * mids)
-    between = below * above * (mass / np.maximum(below, 1) - (mass[-1] - mass) / np.maximum(above, 1)) ** 2
+    between = (
+        below
+        * above
+        * (mass / np.maximum(below, 1) - (mass[-1] - mass) / np.maximum(above, 1)) ** 2
+    )
     return float(edges[1 + int(np.argmax(between))])
 
 
@@ -207,8 +257,10 @@ def level_out(gray: np.ndarray) -> np.ndarray:
     factor = max(1, -(-max(gray.shape) // 64))
     small = Image.fromarray(gray.astype(np.float32), "F").reduce(factor)
     small = np.asarray(small, dtype=np.float64)
-    level = ndimage.median_filter(small, size=max(1, min(small.shape) // 2), mode="constant",
-                                  cval=float(np.median(small)))  # a dark frame is no paper
+    # a dark frame is no paper
+    level = ndimage.median_filter(
+        small, size=max(1, min(small.shape) // 2), mode="constant", cval=float(np.median(small))
+    )
     return gray - (_resize(level, gray.shape) if factor > 1 else level)
 
 
@@ -250,7 +302,9 @@ def ink_map(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     strong, background, ink_level, _ = _contrast(ink)
     _, paper, level, noise = _contrast(ndimage.gaussian_filter(ink, max(1.0, max(ink.shape) / 400)))
     if ink_level - background < MIN_CONTRAST or level - paper < MIN_SNR * noise:
-        raise PredictError("image is blank: no digit stands out from the background (draw it darker or bigger).")
+        raise PredictError(
+            "image is blank: no digit stands out from the background (draw it darker or bigger)."
+        )
     return np.clip((ink - background) / (ink_level - background), 0.0, 1.0), strong
 
 
@@ -322,18 +376,33 @@ def remove_lines(
     return ink_map(np.where(lines | slivers | (zone & ~rest), paper, flat))
 
 
-def _is_clutter(component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]) -> bool:
+def _is_clutter(
+    component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]
+) -> bool:
     """A thin line along the image's edge, or a hollow box (3–4 sides drawn) with other ink inside it."""
     height, width = component.shape
-    at_edge = (box[0].start == 0 or box[0].stop == shape[0], box[1].start == 0 or box[1].stop == shape[1])
-    line = (at_edge[0] and width >= 0.3 * shape[1] and height <= width / 8) or \
-           (at_edge[1] and height >= 0.3 * shape[0] and width <= height / 8)
+    at_edge = (
+        box[0].start == 0 or box[0].stop == shape[0],
+        box[1].start == 0 or box[1].stop == shape[1],
+    )
+    line = (at_edge[0] and width >= 0.3 * shape[1] and height <= width / 8) or (
+        at_edge[1] and height >= 0.3 * shape[0] and width <= height / 8
+    )
     dy, dx = max(2, height // 6), max(2, width // 6)
     inner = (slice(dy, -dy), slice(dx, -dx))
-    if line or height <= 4 * dy or width <= 4 * dx or component[inner].sum() > 0.02 * component.sum():
+    if (
+        line
+        or height <= 4 * dy
+        or width <= 4 * dx
+        or component[inner].sum() > 0.02 * component.sum()
+    ):
         return line
-    sides = (component[:dy].any(0).mean(), component[-dy:].any(0).mean(),
-             component[:, :dx].any(1).mean(), component[:, -dx:].any(1).mean())
+    sides = (
+        component[:dy].any(0).mean(),
+        component[-dy:].any(0).mean(),
+        component[:, :dx].any(1).mean(),
+        component[:, -dx:].any(1).mean(),
+    )
     return sorted(sides)[1] >= 0.6 and bool(others[inner].any())
 
 
@@ -356,18 +425,26 @@ def _one_digit(
     for k in np.flatnonzero(mass >= OTHER_DIGIT * mass[main]):
         rows, columns = (part.stop - part.start for part in boxes[k])
         tall = rows >= 0.6 * height and columns >= 0.1 * rows  # not a thin rule
-        inside = all(0 < part.start and part.stop < size for part, size in zip(boxes[k], labels.shape))
+        inside = all(
+            0 < part.start and part.stop < size for part, size in zip(boxes[k], labels.shape)
+        )
         if k + 1 not in kept and tall and inside and _side_by_side(boxes[main], boxes[k]):
-            raise PredictError("more than one digit found (another piece of writing as large as "
-                               "the digit lies beside it); crop the image to a single digit.")
+            raise PredictError(
+                "more than one digit found (another piece of writing as large as "
+                "the digit lies beside it); crop the image to a single digit."
+            )
     groups, count = ndimage.label(np.isin(labels, kept).any(0))
     if count > 1:
-        rows = [np.flatnonzero(np.isin(labels[:, groups == g], kept).any(1))
-                for g in range(1, count + 1)]
+        rows = [
+            np.flatnonzero(np.isin(labels[:, groups == g], kept).any(1))
+            for g in range(1, count + 1)
+        ]
         spans = np.array([r[-1] - r[0] + 1 for r in rows])
         if (spans >= 0.5 * spans.max()).sum() > 1:
-            raise PredictError(f"more than one digit found ({count} pieces side by side); crop the "
-                               "image to a single digit.")
+            raise PredictError(
+                f"more than one digit found ({count} pieces side by side); crop the "
+                "image to a single digit."
+            )
 
 
 def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
@@ -377,24 +454,34 @@ def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(strong, structure=np.ones((3, 3)))
     boxes = ndimage.find_objects(labels)
     mass = np.asarray(ndimage.sum_labels(ink, labels, range(1, count + 1)))
-    clutter = [k for k, box in enumerate(boxes)
-               if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box,
-                              ink.shape)]
+    clutter = [
+        k
+        for k, box in enumerate(boxes)
+        if _is_clutter(labels[box] == k + 1, strong[box] & (labels[box] != k + 1), box, ink.shape)
+    ]
     if len(clutter) < count:  # never remove everything: a lone line is the digit 1
         mass[clutter] = 0
     main = int(np.argmax(mass))
     size = max(box.stop - box.start for box in boxes[main])
     if size < max(4, MIN_DIGIT * max(ink.shape)):
-        raise PredictError(f"image is blank: the only ink is a speck {size} pixels across (a digit "
-                           f"must span {100 * MIN_DIGIT:g} % of the image); crop the image around "
-                           "the digit.")
+        raise PredictError(
+            f"image is blank: the only ink is a speck {size} pixels across (a digit "
+            f"must span {100 * MIN_DIGIT:g} % of the image); crop the image around "
+            "the digit."
+        )
     gap = ndimage.distance_transform_edt(labels != main + 1)
     reach = FRAGMENT_GAP * size
-    kept = [k + 1 for k in np.flatnonzero(mass >= FRAGMENT_MASS * mass[main]) if gap[labels == k + 1].min() <= reach]
+    kept = [
+        k + 1
+        for k in np.flatnonzero(mass >= FRAGMENT_MASS * mass[main])
+        if gap[labels == k + 1].min() <= reach
+    ]
     _one_digit(labels, boxes, mass, main, kept)
     distance, nearest = ndimage.distance_transform_edt(~strong, return_indices=True)
     owner = labels[tuple(nearest)]
-    return (ink > INK_FRACTION) & np.isin(owner, kept) & (distance <= max(2.0, 0.02 * max(ink.shape)))
+    return (
+        (ink > INK_FRACTION) & np.isin(owner, kept) & (distance <= max(2.0, 0.02 * max(ink.shape)))
+    )
 
 
 def preprocess_array(gray: np.ndarray) -> torch.Tensor:
@@ -406,15 +493,21 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
         raise PredictError(f"expected a 2-D grayscale array, got shape {gray.shape}.")
     if min(gray.shape) < MIN_SIDE or max(gray.shape) < MIN_LONG_SIDE:
         size = f"{gray.shape[1]}×{gray.shape[0]}"
-        raise PredictError(f"image is only {size} pixels, too small to hold a digit; use one at "
-                           f"least {MIN_LONG_SIDE} pixels on its long side (MNIST's are 28).")
+        raise PredictError(
+            f"image is only {size} pixels, too small to hold a digit; use one at "
+            f"least {MIN_LONG_SIDE} pixels on its long side (MNIST's are 28)."
+        )
     finite = np.isfinite(gray)
     if not finite.any():
         raise PredictError("image is blank: no pixel has a finite value.")
     gray = np.where(finite, gray, np.median(gray[finite]))  # NaN/Inf pixels count as background
     factor = -(-max(gray.shape) // WORK_SIZE)
-    if factor > 1:  # a 20×20 digit needs no more: keeps a 40-megapixel photo fast and small in memory
-        gray = np.asarray(Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64)
+    if (
+        factor > 1
+    ):  # a 20×20 digit needs no more: keeps a 40-megapixel photo fast and small in memory
+        gray = np.asarray(
+            Image.fromarray(gray.astype(np.float32), "F").reduce(factor), dtype=np.float64
+        )
     flat = flatten(gray)
     ink, strong = remove_lines(flat, *ink_map(flat))
     if not strong.any():
@@ -431,11 +524,15 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, min(BOX, round(width * scale))), max(1, min(BOX, round(height * scale))))
-    resized = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))
+    resized = np.asarray(
+        Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    )
     resized = np.clip(resized.astype(np.float64), 0.0, None)
     peak = float(resized.max())
     if peak <= 0:
-        raise PredictError("image is blank after resizing: the digit is too thin to survive scaling to 20×20.")
+        raise PredictError(
+            "image is blank after resizing: the digit is too thin to survive scaling to 20×20."
+        )
     return np.clip(resized / peak, 0.0, 1.0)
 
 
@@ -467,14 +564,26 @@ def top_k(probs: torch.Tensor, k: int = 3) -> list[list]:
 
 def main(argv: list[str] | None = None) -> int:
     """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2 bad checkpoint."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_utils predict",
-                                     description="Predict the digit in each image with a trained checkpoint.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help="image files, one digit each (any colours, any size); put `--` before names starting with '-'")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="checkpoint to use (default: the trained run with the best recorded validation accuracy, "
-                             "full or default profile)")
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_utils predict",
+        description="Predict the digit in each image with a trained checkpoint.",
+    )
+    parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, one digit each (any colours, any size); put `--` before names starting with '-'",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint to use (default: the trained run with the best recorded validation accuracy, "
+        "full or default profile)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON"
+    )
     args = parser.parse_args(argv)
     try:
         model, described = load_default(args.checkpoint)
@@ -489,14 +598,20 @@ def main(argv: list[str] | None = None) -> int:
             image = load_image(name)
             good.append((i, preprocess(image)))
         except PredictError as exc:
-            results[i]["error"] = str(exc).removeprefix(f"{name}: ")  # load_image names the file itself
+            # load_image names the file itself
+            results[i]["error"] = str(exc).removeprefix(f"{name}: ")
             continue
         except Exception as exc:  # noqa: BLE001 - one file that breaks the preprocessing must not stop the batch
-            results[i]["error"] = f"could not be processed ({type(exc).__name__}: {exc}); please report this image"
+            results[i]["error"] = (
+                f"could not be processed ({type(exc).__name__}: {exc}); please report this image"
+            )
             continue
         if "frame" in image.info:
             results[i]["frame"] = image.info["frame"]
-            print(f"note: {name}: read {image.info['frame']}, the one with the most contrast", file=sys.stderr)
+            print(
+                f"note: {name}: read {image.info['frame']}, the one with the most contrast",
+                file=sys.stderr,
+            )
     if good:
         probs = predict_images(model, torch.stack([t for _, t in good]))
         for (i, _), row in zip(good, probs, strict=False):
@@ -506,7 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in result:
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr)
         else:
-            print(f"{result['file']}: {result['prediction']}  (top-3 {' '.join(f'{d}:{p:.3f}' for d, p in result['top3'])})")
+            print(
+                f"{result['file']}: {result['prediction']}  (top-3 {' '.join(f'{d}:{p:.3f}' for d, p in result['top3'])})"
+            )
     failed = any("error" in r for r in results)
     if args.json is not None:
         try:

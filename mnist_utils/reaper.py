@@ -1,5 +1,6 @@
 """`python -m mnist_utils.reaper PID`: when process PID ends, or this one gets SIGTERM, end every
 process PID had started (a local Ray's servers and agents): none outlives the study for long."""
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,11 @@ def watch(pid: int) -> None:
 
 def start(pid: int | None = None) -> subprocess.Popen:
     """A reaper watching ``pid`` (this process), in a session of its own: it outlives a kill."""
-    return subprocess.Popen([sys.executable, "-m", "mnist_utils.reaper", str(pid or os.getpid())],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_utils.reaper", str(pid or os.getpid())],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop(reaper: subprocess.Popen, timeout: float = 10.0) -> None:

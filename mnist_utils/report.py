@@ -1,4 +1,5 @@
 """`make report`: report/main.tex.j2 filled from the notebooks' JSON artifacts by jinja2, then report.pdf by latexmk."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,27 +22,64 @@ from .config import PROFILES, profile_from_env
 
 RUN = "reference"  # the run the report describes: its entry in metrics.json, its folder under runs/<profile>/
 TEMPLATE = paths.ROOT / "report" / "main.tex.j2"
-LATEX_INSTALL = "apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended " \
+LATEX_INSTALL = (
+    "apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended "
     "texlive-science latexmk"
+)
 OVERFULL_TOLERANCE_PT = 5.0  # overfull boxes wider than this make a strict build fail
 MAX_STRING = 2000  # longer artifact strings are refused: TeX cannot read a line of ~200 kB
 
 ARTIFACTS = {  # required artifacts/runs/<profile>/<key>.json (template name `key`) → its notebook
-    "data_stats": "01_data_exploration", "model_table": "03_model", "analysis": "05_analysis",
-    "experiments": "06_experiments", "calibration": "07_calibration_robustness", "robustness": "07_calibration_robustness"}
+    "data_stats": "01_data_exploration",
+    "model_table": "03_model",
+    "analysis": "05_analysis",
+    "experiments": "06_experiments",
+    "calibration": "07_calibration_robustness",
+    "robustness": "07_calibration_robustness",
+}
 FIGURES = {  # notebook → the figures (report/figures/<profile>/<name>.pdf) it writes for the report
     "01_data_exploration": ("sample_batch", "class_distribution", "pixel_histogram"),
-    "02_augmentation": ("augmentation_torchvision", "augmentation_batched", "augmentation_equivalence",
-                        "flips_counterexample"),
-    "03_model": ("untrained_forward",), "04_training": ("learning_curves",),
-    "05_analysis": ("confusion_matrix", "misclassified"), "06_experiments": ("experiments",),
-    "07_calibration_robustness": ("reliability", "robustness", "saliency")}
-LATEX_SPECIALS = str.maketrans({  # characters LaTeX reads as commands, or its OT1 fonts lack → what prints them
-    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "_": r"\_", "%": r"\%",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "≥": r"$\geq$", "≤": r"$\leq$",
-    "×": r"$\times$", "±": r"$\pm$", "≈": r"$\approx$", "−": "-", "°": r"\textdegree{}",
-    "µ": r"$\mu$", "μ": r"$\mu$", "Δ": r"$\Delta$"})
+    "02_augmentation": (
+        "augmentation_torchvision",
+        "augmentation_batched",
+        "augmentation_equivalence",
+        "flips_counterexample",
+    ),
+    "03_model": ("untrained_forward",),
+    "04_training": ("learning_curves",),
+    "05_analysis": ("confusion_matrix", "misclassified"),
+    "06_experiments": ("experiments",),
+    "07_calibration_robustness": ("reliability", "robustness", "saliency"),
+}
+LATEX_SPECIALS = str.maketrans(
+    {  # characters LaTeX reads as commands, or its OT1 fonts lack → what prints them
+        "\\": r"\textbackslash{}",
+        "{": r"\{",
+        "}": r"\}",
+        "$": r"\$",
+        "&": r"\&",
+        "#": r"\#",
+        "_": r"\_",
+        "%": r"\%",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "→": r"$\rightarrow$",
+        "←": r"$\leftarrow$",
+        "↔": r"$\leftrightarrow$",
+        "≥": r"$\geq$",
+        "≤": r"$\leq$",
+        "×": r"$\times$",
+        "±": r"$\pm$",
+        "≈": r"$\approx$",
+        "−": "-",
+        "°": r"\textdegree{}",
+        "µ": r"$\mu$",
+        "μ": r"$\mu$",
+        "Δ": r"$\Delta$",
+    }
+)
 
 
 class ReportError(RuntimeError):
@@ -50,7 +88,12 @@ class ReportError(RuntimeError):
 
 def latex(value: object) -> str:
     """Any artifact value as LaTeX that prints it literally (``--`` for None); every template value passes here."""
-    return "--" if value is None else re.sub(r"[^\x00-\xff]", "?", str(value).translate(LATEX_SPECIALS))  # no font has the rest
+    # no font has the rest
+    return (
+        "--"
+        if value is None
+        else re.sub(r"[^\x00-\xff]", "?", str(value).translate(LATEX_SPECIALS))
+    )
 
 
 def fixed(value: float | None, decimals: int = 2, scale: float = 1) -> str | None:
@@ -63,9 +106,21 @@ def better(rows: list[dict]) -> list[str]:
     """Single improvements that beat the reference recipe: by their ``verdict`` when the rows have one, else by a mean
     above the reference's by more than the larger of the two seed-to-seed sds."""
     ref = next((r for r in rows if r["variant"] == "reference"), None)
-    return [] if ref is None else [r["variant"] for r in rows if r["group"] == "improvement" and (
-        r["verdict"] == "better" if "verdict" in r else
-        r["test_accuracy_mean"] - ref["test_accuracy_mean"] > max(r["test_accuracy_sd"] or 0, ref["test_accuracy_sd"] or 0))]
+    return (
+        []
+        if ref is None
+        else [
+            r["variant"]
+            for r in rows
+            if r["group"] == "improvement"
+            and (
+                r["verdict"] == "better"
+                if "verdict" in r
+                else r["test_accuracy_mean"] - ref["test_accuracy_mean"]
+                > max(r["test_accuracy_sd"] or 0, ref["test_accuracy_sd"] or 0)
+            )
+        ]
+    )
 
 
 class _Dict(dict):
@@ -105,10 +160,19 @@ class _Tracing(jinja2.Environment):
 def environment() -> _Tracing:
     """A fresh jinja2 environment for the template: LaTeX delimiters, values via :func:`latex`."""
     env = _Tracing(
-        loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=False,
-        undefined=jinja2.StrictUndefined, block_start_string=r"\BLOCK{", block_end_string="}",
-        variable_start_string=r"\VAR{", variable_end_string="}", comment_start_string="((#",
-        comment_end_string="#))", trim_blocks=True, lstrip_blocks=True, finalize=latex)
+        loader=jinja2.FileSystemLoader(TEMPLATE.parent),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        block_start_string=r"\BLOCK{",
+        block_end_string="}",
+        variable_start_string=r"\VAR{",
+        variable_end_string="}",
+        comment_start_string="((#",
+        comment_end_string="#))",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=latex,
+    )
     env.filters.update(f=fixed, pct=lambda x, decimals=2: fixed(x, decimals, 100), better=better)
     return env
 
@@ -119,12 +183,15 @@ def load_json(path: Path, fix: str = "make run-all"):
     try:
         value = json.loads(path.read_text(), parse_constant=lambda _: None)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ReportError(f"{path} is not readable JSON ({exc}); re-create it with `{fix}`.") \
-            from exc
+        raise ReportError(
+            f"{path} is not readable JSON ({exc}); re-create it with `{fix}`."
+        ) from exc
     too_long = _long_string(value)
     if too_long:
-        raise ReportError(f"{path} holds a string of {len(too_long):,} characters (at most "
-                          f"{MAX_STRING:,}); re-create it with `{fix}`.")
+        raise ReportError(
+            f"{path} holds a string of {len(too_long):,} characters (at most "
+            f"{MAX_STRING:,}); re-create it with `{fix}`."
+        )
     return _tag(value, path)
 
 
@@ -137,20 +204,27 @@ def _long_string(value) -> str | None:
     return next(found, None)
 
 
-def inputs(profile: str, artifacts: Path | None = None,
-           figures: Path | None = None) -> dict[str, tuple[Path, str]]:
+def inputs(
+    profile: str, artifacts: Path | None = None, figures: Path | None = None
+) -> dict[str, tuple[Path, str]]:
     """Every required input of ``profile``'s report: template name → (path, its notebook)."""
     run = (artifacts or paths.artifacts_dir()) / "runs" / profile
     figures = figures or paths.figures_dir(profile)
     files = {key: (run / f"{key}.json", nb) for key, nb in ARTIFACTS.items()}
-    files |= {"metrics": (run / "metrics.json", "04_training"),
-              "history": (run / RUN / "history.json", "04_training")}
-    return files | {f"figure {name}": (figures / f"{name}.pdf", nb)
-                    for nb, names in FIGURES.items() for name in names}
+    files |= {
+        "metrics": (run / "metrics.json", "04_training"),
+        "history": (run / RUN / "history.json", "04_training"),
+    }
+    return files | {
+        f"figure {name}": (figures / f"{name}.pdf", nb)
+        for nb, names in FIGURES.items()
+        for name in names
+    }
 
 
-def missing_inputs(profile: str = "default", artifacts: Path | None = None,
-                   figures: Path | None = None) -> list[str]:
+def missing_inputs(
+    profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
+) -> list[str]:
     """One entry per required input of ``profile`` that is absent (none: the report can build)."""
     files = inputs(profile, artifacts, figures)
     return [f"{path} (notebooks/{nb}.ipynb)" for path, nb in files.values() if not path.is_file()]
@@ -171,12 +245,14 @@ def _check_profile(ctx: dict, files: dict, profile: str, fix: str) -> None:
         if key == "metrics":
             found, path = value[RUN].get("profile"), f"{path}: the {RUN!r} entry"
         if found != profile:
-            raise ReportError(f"{path} is from the {found!r} profile, not {profile!r}; "
-                              f"re-create it with `{fix}`.")
+            raise ReportError(
+                f"{path} is from the {found!r} profile, not {profile!r}; re-create it with `{fix}`."
+            )
 
 
-def context(profile: str = "default", artifacts: Path | None = None,
-            figures: Path | None = None) -> dict:
+def context(
+    profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
+) -> dict:
     """Every artifact of ``profile`` the template reads, parsed and checked: all of one profile, and
     an analysis.json of the current reference run."""
     fix, artifacts = paths.rebuild_command(profile), artifacts or paths.artifacts_dir()
@@ -184,8 +260,10 @@ def context(profile: str = "default", artifacts: Path | None = None,
     if missing:
         shared = any((artifacts / f"{key}.json").is_file() for key in ARTIFACTS)  # before profiles
         note = " (artifacts/*.json of the older shared layout are not read)" if shared else ""
-        raise ReportError(f"the {profile} profile's report needs {len(missing)} missing file(s): "
-                          f"{'; '.join(missing)}; run `{fix}`{note}.")
+        raise ReportError(
+            f"the {profile} profile's report needs {len(missing)} missing file(s): "
+            f"{'; '.join(missing)}; run `{fix}`{note}."
+        )
     files = inputs(profile, artifacts, figures)
     ctx = {key: load_json(path, fix) for key, (path, _) in files.items() if path.suffix == ".json"}
     bench = artifacts / "bench.json"
@@ -193,8 +271,9 @@ def context(profile: str = "default", artifacts: Path | None = None,
     metrics_file, analysis_file = files["metrics"][0], files["analysis"][0]
     metrics = ctx["metrics"].get(RUN) if isinstance(ctx["metrics"], dict) else None
     if not isinstance(metrics, dict):
-        raise ReportError(f"{metrics_file} has no {RUN!r} entry; run notebooks/04_training.ipynb "
-                          f"(or `{fix}`).")
+        raise ReportError(
+            f"{metrics_file} has no {RUN!r} entry; run notebooks/04_training.ipynb (or `{fix}`)."
+        )
     accuracy = _number(metrics.get("test_accuracy"), metrics_file, f"{RUN}.test_accuracy", fix)
     _check_profile(ctx, files, profile, fix)
     a = ctx["analysis"] if isinstance(ctx["analysis"], dict) else {}
@@ -203,23 +282,35 @@ def context(profile: str = "default", artifacts: Path | None = None,
         raise ReportError(
             f"{analysis_file} (accuracy {analysed}) does not match the {RUN!r} entry of "
             f"{metrics_file} (accuracy {accuracy}); re-run notebooks/05_analysis.ipynb after "
-            f"04_training (or `{fix}`).")
+            f"04_training (or `{fix}`)."
+        )
     return ctx | {"metrics": metrics, "profile": profile}
 
 
-def render(profile: str = "default", artifacts: Path | None = None,
-           figures: Path | None = None) -> str:
+def render(
+    profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
+) -> str:
     """The report's LaTeX: the template filled from the artifacts of ``profile``."""
     ctx, env = context(profile, artifacts, figures), environment()
     try:
         return env.get_template(TEMPLATE.name).render(ctx)
-    except (jinja2.UndefinedError, LookupError, TypeError, ValueError, AttributeError,
-            ZeroDivisionError) as exc:
+    except (
+        jinja2.UndefinedError,
+        LookupError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        ZeroDivisionError,
+    ) as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(TEMPLATE)]
-        where = f"line {frames[-1].lineno} ({(frames[-1].line or '').strip()[:120]})" if frames else "?"
-        raise ReportError(f"{env.read or 'an artifact'} lacks what {TEMPLATE.name} {where} reads "
-                          f"({type(exc).__name__}: {exc}); re-create it with "
-                          f"`{paths.rebuild_command(profile)}`.") from exc
+        where = (
+            f"line {frames[-1].lineno} ({(frames[-1].line or '').strip()[:120]})" if frames else "?"
+        )
+        raise ReportError(
+            f"{env.read or 'an artifact'} lacks what {TEMPLATE.name} {where} reads "
+            f"({type(exc).__name__}: {exc}); re-create it with "
+            f"`{paths.rebuild_command(profile)}`."
+        ) from exc
 
 
 def generate(profile: str = "default") -> Path:
@@ -235,7 +326,9 @@ def pdf_path(profile: str) -> Path:
 
 def latex_problems(log: str, tolerance_pt: float = OVERFULL_TOLERANCE_PT) -> list[str]:
     """Undefined references/citations and overfull boxes wider than ``tolerance_pt`` reported in a LaTeX log."""
-    undefined = re.compile(r"undefined references|Reference `[^']*' on page \d+ undefined|Citation .* undefined")
+    undefined = re.compile(
+        r"undefined references|Reference `[^']*' on page \d+ undefined|Citation .* undefined"
+    )
     problems = [line.strip() for line in log.splitlines() if undefined.search(line)]
     overfull = re.finditer(r"^(Overfull \\[hv]box \(([\d.]+)pt too \w+\).*)$", log, re.MULTILINE)
     return problems + [m.group(1) for m in overfull if float(m.group(2)) > tolerance_pt]
@@ -253,10 +346,18 @@ def run_latexmk(folder: Path, source: Path, log_copy: Path | None = None) -> Pat
     """Compile ``source`` in ``folder`` (where figures/ is) into ``folder/report.pdf`` with latexmk;
     its log is copied to ``log_copy`` (when given) before any error names it."""
     if shutil.which("latexmk") is None:
-        raise ReportError(f"latexmk is not installed, so the PDF cannot be built; install TeX with "
-                          f"`{LATEX_INSTALL}`.")
-    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=report",
-           str(source)]
+        raise ReportError(
+            f"latexmk is not installed, so the PDF cannot be built; install TeX with "
+            f"`{LATEX_INSTALL}`."
+        )
+    cmd = [
+        "latexmk",
+        "-pdf",
+        "-interaction=nonstopmode",
+        "-halt-on-error",
+        "-jobname=report",
+        str(source),
+    ]
     proc = subprocess.run(cmd, check=False, cwd=folder, capture_output=True, text=True)
     log = folder / "report.log"
     if log_copy is not None and log.is_file():
@@ -264,8 +365,10 @@ def run_latexmk(folder: Path, source: Path, log_copy: Path | None = None) -> Pat
         log = log_copy
     if proc.returncode != 0:
         error = latex_error(log.read_text(errors="replace")) if log.is_file() else None
-        raise ReportError(f"latexmk failed on {source} ({error or proc.stderr.strip()[-300:]}); "
-                          f"the previous PDF was kept; full log: {log}")
+        raise ReportError(
+            f"latexmk failed on {source} ({error or proc.stderr.strip()[-300:]}); "
+            f"the previous PDF was kept; full log: {log}"
+        )
     return folder / "report.pdf"
 
 
@@ -274,8 +377,10 @@ def build(profile: str = "default", strict: bool = True) -> Path:
     log check pass (a failed build keeps the previous PDF). A file lock serialises builds."""
     tex, folder, pdf = render(profile), paths.report_dir(), pdf_path(profile)
     folder.mkdir(parents=True, exist_ok=True)
-    with (FileLock(folder / ".build.lock"),
-          tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp):
+    with (
+        FileLock(folder / ".build.lock"),
+        tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp,
+    ):
         work = Path(tmp)
         shutil.copytree(paths.figures_dir(profile), work / "figures")
         (work / "main.tex").write_text(tex)
@@ -283,9 +388,11 @@ def build(profile: str = "default", strict: bool = True) -> Path:
         built = run_latexmk(work, Path("main.tex"), log)
         problems = latex_problems(log.read_text(errors="replace"))
         if problems:
-            message = (f"{log} reports {len(problems)} problem(s) (undefined references, or "
-                       f"overfull boxes over {OVERFULL_TOLERANCE_PT:g}pt): "
-                       f"{' | '.join(problems)}; fix {TEMPLATE}.")
+            message = (
+                f"{log} reports {len(problems)} problem(s) (undefined references, or "
+                f"overfull boxes over {OVERFULL_TOLERANCE_PT:g}pt): "
+                f"{' | '.join(problems)}; fix {TEMPLATE}."
+            )
             if strict:
                 raise ReportError(message + " The previous PDF was kept.")
             print(f"warning: {message}", file=sys.stderr)
@@ -295,20 +402,34 @@ def build(profile: str = "default", strict: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``generate`` writes the filled LaTeX, ``build`` also compiles the PDF; errors print one line."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_utils.report", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["generate", "build"],
-                        help="generate: write <report dir>/generated/<profile>/main.tex; build: "
-                             "also compile <report dir>/report.pdf (report-<profile>.pdf)")
-    parser.add_argument("--profile", default=None,
-                        help=f"whose artifacts and figures: {', '.join(PROFILES)} "
-                             f"(default: $MNIST_PROFILE, else default)")
-    parser.add_argument("--no-strict", action="store_true", help="warn instead of failing on overfull boxes/undefined refs")
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_utils.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "command",
+        choices=["generate", "build"],
+        help="generate: write <report dir>/generated/<profile>/main.tex; build: "
+        "also compile <report dir>/report.pdf (report-<profile>.pdf)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help=f"whose artifacts and figures: {', '.join(PROFILES)} "
+        f"(default: $MNIST_PROFILE, else default)",
+    )
+    parser.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="warn instead of failing on overfull boxes/undefined refs",
+    )
     args = parser.parse_args(argv)
     try:
         profile = args.profile or profile_from_env()
         if profile not in PROFILES:
-            raise ReportError(f"PROFILE={profile} is not one of {', '.join(PROFILES)}; "
-                              f"e.g. `make report PROFILE=quick`.")
+            raise ReportError(
+                f"PROFILE={profile} is not one of {', '.join(PROFILES)}; "
+                f"e.g. `make report PROFILE=quick`."
+            )
         strict = not args.no_strict
         out = generate(profile) if args.command == "generate" else build(profile, strict)
         print(f"wrote {out}")

@@ -1,4 +1,5 @@
 """One named run end to end: load its data, train (or resume), test once, and record history and metrics in artifacts/."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,15 @@ from filelock import FileLock
 from . import edits, paths
 from .config import RunConfig
 from .data import Split, load_split
-from .engine import CHECKPOINT, RunConflictError, checkpoint_of, evaluate, fit, load_checkpoint, save_checkpoint  # noqa: F401
+from .engine import (
+    CHECKPOINT,
+    RunConflictError,  # noqa: F401 (re-exported: callers catch runs.RunConflictError)
+    checkpoint_of,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 VAL_SPLIT_SEED = 12345
 """The validation images are the same for every run, whatever its seed."""
@@ -28,14 +37,18 @@ class RunData:
     test: Split
 
 
-def load_run_data(config: RunConfig, train: Split | None = None, test: Split | None = None) -> RunData:
+def load_run_data(
+    config: RunConfig, train: Split | None = None, test: Split | None = None
+) -> RunData:
     """Hold ``val_size`` training images out (fixed seed), then subsample train/test as the config asks."""
     train = train if train is not None else load_split(True)
     test = test if test is not None else load_split(False)
     val = None
     if config.val_size:
         train, val = train.split_off(config.val_size, seed=VAL_SPLIT_SEED)
-    return RunData(train.subset(config.train_size, seed=config.seed), val, test_split_for(config, test))
+    return RunData(
+        train.subset(config.train_size, seed=config.seed), val, test_split_for(config, test)
+    )
 
 
 def test_split_for(config: RunConfig, test: Split | None = None) -> Split:
@@ -54,13 +67,17 @@ def read_json(path: Path, default):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} cannot be read as JSON ({exc}); it was left as it is. Move it aside "
-                            f"(`mv {path} {path}.bad`) and re-run: finished runs are reused from their checkpoints.") from exc
+        raise ArtifactError(
+            f"{path} cannot be read as JSON ({exc}); it was left as it is. Move it aside "
+            f"(`mv {path} {path}.bad`) and re-run: finished runs are reused from their checkpoints."
+        ) from exc
 
 
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temporary name, then rename)."""
-    paths.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    paths.atomic_write(
+        path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    )
 
 
 MIN_FREE_BYTES = 100 * 2**20
@@ -77,7 +94,9 @@ def check_writable(folder: Path) -> None:
     except OSError as exc:
         raise ArtifactError(f"Cannot write to {folder} ({exc.strerror or exc}): {fix}.") from exc
     if free < MIN_FREE_BYTES:
-        raise ArtifactError(f"Only {free / 2**20:.0f} MB free at {folder} (a run needs {MIN_FREE_BYTES / 2**20:.0f} MB): {fix}.")
+        raise ArtifactError(
+            f"Only {free / 2**20:.0f} MB free at {folder} (a run needs {MIN_FREE_BYTES / 2**20:.0f} MB): {fix}."
+        )
 
 
 def read_metrics(profile: str) -> dict:
@@ -103,25 +122,43 @@ def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
 def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
     """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
     entry = (read_metrics(profile) if metrics is None else metrics).get(config.name)
-    return (entry is not None and RunConfig.from_dict(entry["config"]) == config
-            and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file())
+    return (
+        entry is not None
+        and RunConfig.from_dict(entry["config"]) == config
+        and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file()
+    )
 
 
 def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
     """Record the finished run ``source`` as ``target`` when the two differ only in their name, which training never
     reads: its checkpoint, history and metrics entry under the new name. False (nothing written) otherwise, or when
     ``target`` has a checkpoint already."""
-    metrics, src, dst = read_metrics(profile), paths.run_dir(source.name, profile), paths.run_dir(target.name, profile)
-    if target.replace(name=source.name) != source or not finished(source, profile, metrics) or (dst / CHECKPOINT).is_file():
+    metrics, src, dst = (
+        read_metrics(profile),
+        paths.run_dir(source.name, profile),
+        paths.run_dir(target.name, profile),
+    )
+    if (
+        target.replace(name=source.name) != source
+        or not finished(source, profile, metrics)
+        or (dst / CHECKPOINT).is_file()
+    ):
         return False
     state = checkpoint_of(src / CHECKPOINT, source)
     check_writable(dst)
-    save_run(target, profile, dict(state, config=target.to_dict()), read_json(src / "history.json", []),
-             dict(metrics[source.name], config=target.to_dict()))
+    save_run(
+        target,
+        profile,
+        dict(state, config=target.to_dict()),
+        read_json(src / "history.json", []),
+        dict(metrics[source.name], config=target.to_dict()),
+    )
     return True
 
 
-def save_run(config: RunConfig, profile: str, checkpoint: dict, history: list[dict], entry: dict) -> None:
+def save_run(
+    config: RunConfig, profile: str, checkpoint: dict, history: list[dict], entry: dict
+) -> None:
     """Write one finished run's artifacts, each file atomically; the metrics entry last, so a run counts only once it is
     whole."""
     save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, checkpoint)
@@ -129,30 +166,63 @@ def save_run(config: RunConfig, profile: str, checkpoint: dict, history: list[di
     record_metrics(config.name, entry)
 
 
-def train_run(config: RunConfig, profile: str, data: RunData | None = None, device=None, progress: bool | None = None) -> dict:
+def train_run(
+    config: RunConfig,
+    profile: str,
+    data: RunData | None = None,
+    device=None,
+    progress: bool | None = None,
+) -> dict:
     """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
     run_dir = paths.run_dir(config.name, profile)
     check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
     data = data if data is not None else load_run_data(config)
-    fresh = not (run_dir / CHECKPOINT).is_file()  # a run with its own checkpoint resumes (fit checks its config): no parent
+    fresh = not (
+        run_dir / CHECKPOINT
+    ).is_file()  # a run with its own checkpoint resumes (fit checks its config): no parent
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    init = load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"] if config.init_from and fresh else None
-    result = fit(config, data.train, eval_split, eval_name=eval_name, run_dir=run_dir, device=device, progress=progress,
-                 init_weights=init)
+    init = (
+        load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"]
+        if config.init_from and fresh
+        else None
+    )
+    result = fit(
+        config,
+        data.train,
+        eval_split,
+        eval_name=eval_name,
+        run_dir=run_dir,
+        device=device,
+        progress=progress,
+        init_weights=init,
+    )
     return record_run(config, profile, result.model, result.history, data)
 
 
-def record_run(config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData) -> dict:
+def record_run(
+    config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData
+) -> dict:
     """Score a finished run on its test images once; write its history.json and its entry in metrics.json."""
     test = evaluate(model, data.test)
-    entry = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": config.epochs, "seed": config.seed,
-             "train_seconds": sum(row["epoch_seconds"] for row in history), "profile": profile,
-             "train_images": len(data.train), "test_images": len(data.test), "device": str(next(model.parameters()).device),
-             "threads": torch.get_num_threads(), "config": config.to_dict()}
+    entry = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "train_seconds": sum(row["epoch_seconds"] for row in history),
+        "profile": profile,
+        "train_images": len(data.train),
+        "test_images": len(data.test),
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "config": config.to_dict(),
+    }
     if data.val is not None:
         entry["val_accuracy"] = history[-1]["val_accuracy"]
     if (lesson := edits.stored_digest(paths.run_dir(config.name, profile))) is not None:
-        entry["lesson"] = lesson  # the fingerprint of the notebook code that trained it (notebook 4)
+        entry["lesson"] = (
+            lesson  # the fingerprint of the notebook code that trained it (notebook 4)
+        )
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
     return entry
@@ -162,5 +232,7 @@ def history(name: str, profile: str) -> list[dict]:
     """The per-epoch history written by :func:`train_run`."""
     path = paths.run_dir(name, profile) / "history.json"
     if not path.is_file():
-        raise FileNotFoundError(f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make run-all`).")
+        raise FileNotFoundError(
+            f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make run-all`)."
+        )
     return read_json(path, [])

@@ -1,5 +1,6 @@
 """The study's runs as Ray tasks, on this machine or a cluster: each task trains in a folder of its own node and returns
 its results; the driver alone writes artifacts/, one run at a time. Ray is imported only when a study starts."""
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,14 @@ def scratch_dir(checkout: str, profile: str, config: RunConfig) -> Path:
     return Path(tempfile.gettempdir(), "mnist_utils-study", key)
 
 
-def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | None,
-               parent: dict | None, checkout: str) -> dict:
+def train_task(
+    config: RunConfig,
+    profile: str,
+    data_dir: str,
+    resume: dict | None,
+    parent: dict | None,
+    checkout: str,
+) -> dict:
     """One run, in a Ray task with one thread: train under a node-local folder of the driver's
     checkout (a retry on the same node resumes there) from ``resume`` or the ``parent`` result's
     weights; return its entry, history and checkpoint."""
@@ -66,22 +73,43 @@ def train_task(config: RunConfig, profile: str, data_dir: str, resume: dict | No
 
     torch.set_num_threads(1)
     start, root = time.perf_counter(), scratch_dir(checkout, profile, config)
-    with mock.patch.dict(os.environ, {"MNIST_ARTIFACTS_DIR": str(root)}):  # a killed worker never reaches the rmtree
-        for name, state in ((config.name, resume), (config.init_from, parent and parent["checkpoint"])):
+    with mock.patch.dict(
+        os.environ, {"MNIST_ARTIFACTS_DIR": str(root)}
+    ):  # a killed worker never reaches the rmtree
+        for name, state in (
+            (config.name, resume),
+            (config.init_from, parent and parent["checkpoint"]),
+        ):
             if state is not None and not (paths.run_dir(name, profile) / CHECKPOINT).is_file():
                 save_checkpoint(paths.run_dir(name, profile) / CHECKPOINT, state)
-        data_root = Path(data_dir) if Path(data_dir).is_dir() else None  # else this node's own copy from the package
+        # else this node's own copy from the package
+        data_root = Path(data_dir) if Path(data_dir).is_dir() else None
         try:
-            entry = runs.train_run(config, profile, runs.load_run_data(config, load_split(True, data_root), load_split(False, data_root)),
-                              progress=False)
+            entry = runs.train_run(
+                config,
+                profile,
+                runs.load_run_data(
+                    config, load_split(True, data_root), load_split(False, data_root)
+                ),
+                progress=False,
+            )
             run_dir = paths.run_dir(config.name, profile)
-            result = {"entry": entry, "history": runs.read_json(run_dir / "history.json", []),
-                      "checkpoint": load_checkpoint(run_dir / CHECKPOINT)}
+            result = {
+                "entry": entry,
+                "history": runs.read_json(run_dir / "history.json", []),
+                "checkpoint": load_checkpoint(run_dir / CHECKPOINT),
+            }
         finally:
             shutil.rmtree(root, ignore_errors=True)
     if not math.isfinite(entry["test_loss"]):
-        raise FloatingPointError(f"{config.name}: the loss is {entry['test_loss']} (training diverged); lower its lr")
-    return dict(result, node=ray.get_runtime_context().get_node_id(), task_seconds=time.perf_counter() - start)
+        raise FloatingPointError(
+            f"{config.name}: the loss is {entry['test_loss']} (training diverged); lower its lr"
+        )
+    return dict(
+        result,
+        node=ray.get_runtime_context().get_node_id(),
+        task_seconds=time.perf_counter() - start,
+    )
 
 
 def _prepare(configs: list[RunConfig], profile: str, failed: dict) -> tuple[list[RunConfig], dict]:
@@ -117,14 +145,17 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise StudyError(f"cannot reach the Ray cluster at RAY_ADDRESS={address} within "
-                         f"{timeout:g} s "
-                         f"({exc.strerror or exc}); {fix}.") from exc
+        raise StudyError(
+            f"cannot reach the Ray cluster at RAY_ADDRESS={address} within "
+            f"{timeout:g} s "
+            f"({exc.strerror or exc}); {fix}."
+        ) from exc
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While the study runs, SIGTERM stops it like Ctrl-C: Ray is shut down, no process is left."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -151,15 +182,24 @@ def start_ray() -> ModuleType:
     import ray
 
     # Ray 2.60 turns token authentication on for a local instance and says so at every start: keep it on, unsaid
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
-    env = {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or ALLOCATOR}  # read by glibc when a worker starts
-    ray.init(address=address or "local", runtime_env={"py_modules": [str(Path(__file__).parent)], "env_vars": env},
-             logging_level="WARNING", **local)
+    # read by glibc when a worker starts
+    env = {"GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or ALLOCATOR}
+    ray.init(
+        address=address or "local",
+        runtime_env={"py_modules": [str(Path(__file__).parent)], "env_vars": env},
+        logging_level="WARNING",
+        **local,
+    )
     return ray
 
 
-def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[RunConfig]] | None = None) -> dict:
+def run_study(
+    configs: list[RunConfig], profile: str, more: Callable[[], list[RunConfig]] | None = None
+) -> dict:
     """Train each run of ``configs`` not finished in artifacts/ as one Ray task, in their order (a fine-tune after its
     parent), on the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; a summary of the study.
 
@@ -170,8 +210,13 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
     queue, resume = _prepare(configs, profile, failed)
 
     def summary(**fields) -> dict:
-        return dict(runs=len(configs), skipped=len(configs) - len(results) - len(failed), failed=failed,
-                    trained=len(results), **fields)
+        return dict(
+            runs=len(configs),
+            skipped=len(configs) - len(results) - len(failed),
+            failed=failed,
+            trained=len(results),
+            **fields,
+        )
 
     if not queue:
         return summary()
@@ -183,8 +228,13 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
     startup, pending, checkout = time.perf_counter() - start, {}, checkout_id()
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
-        task = ray.remote(train_task).options(num_cpus=1, num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
-                                             max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")  # every node works
+        # every node works
+        task = ray.remote(train_task).options(
+            num_cpus=1,
+            num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
+            max_retries=MAX_RETRIES,
+            scheduling_strategy="SPREAD",
+        )
 
         def submit() -> None:
             """Start queued runs while a CPU is free: a fine-tune gets its running parent's result, or its weights."""
@@ -193,20 +243,34 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                 if c.init_from in failed:
                     failed[c.name] = f"its parent {c.init_from} failed"
                     continue
-                parent = next((ref for ref, p in pending.items() if p.name == c.init_from), None)  # still training
+                # still training
+                parent = next((ref for ref, p in pending.items() if p.name == c.init_from), None)
                 try:
-                    if parent is None and c.init_from:  # finished before: its weights go with the task
-                        parent = {"checkpoint": load_checkpoint(paths.run_dir(c.init_from, profile) / CHECKPOINT)}
+                    if (
+                        parent is None and c.init_from
+                    ):  # finished before: its weights go with the task
+                        parent = {
+                            "checkpoint": load_checkpoint(
+                                paths.run_dir(c.init_from, profile) / CHECKPOINT
+                            )
+                        }
                 except engine.CheckpointError as exc:
                     failed[c.name] = str(exc)
                     continue
-                ref = task.remote(c, profile, str(paths.data_dir()), resume.pop(c.name), parent,
-                                  checkout)
+                ref = task.remote(
+                    c, profile, str(paths.data_dir()), resume.pop(c.name), parent, checkout
+                )
                 pending[ref] = c
 
         submit()
-        with tqdm(total=len(queue) + len(pending), unit="run", desc="study", disable=not engine.show_progress(),
-                  file=sys.stderr, postfix=f"running {len(pending)}, queued {len(queue)}") as bar:
+        with tqdm(
+            total=len(queue) + len(pending),
+            unit="run",
+            desc="study",
+            disable=not engine.show_progress(),
+            file=sys.stderr,
+            postfix=f"running {len(pending)}, queued {len(queue)}",
+        ) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in ready:
@@ -215,15 +279,27 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        failed[c.name] = f"its parent {c.init_from} failed" if c.init_from in failed else _why(exc)
+                        failed[c.name] = (
+                            f"its parent {c.init_from} failed"
+                            if c.init_from in failed
+                            else _why(exc)
+                        )
                         tqdm.write(f"{c.name}: FAILED, {failed[c.name]}", file=sys.stderr)
                         continue
-                    runs.save_run(c, profile, result["checkpoint"], result["history"], result["entry"])
-                    results.append({k: v for k, v in result.items() if k not in ("checkpoint", "history")})
+                    runs.save_run(
+                        c, profile, result["checkpoint"], result["history"], result["entry"]
+                    )
+                    results.append(
+                        {k: v for k, v in result.items() if k not in ("checkpoint", "history")}
+                    )
                     e = result["entry"]
-                    if not bar.disable:  # a line per run beside the bar; without a bar, the summary alone
-                        tqdm.write(f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, "
-                                   f"{e['train_seconds']:.0f} s")
+                    if (
+                        not bar.disable
+                    ):  # a line per run beside the bar; without a bar, the summary alone
+                        tqdm.write(
+                            f"{c.name}: val {100 * e.get('val_accuracy', math.nan):.2f} %, "
+                            f"{e['train_seconds']:.0f} s"
+                        )
                     new = more()
                     configs += new
                     added, added_resume = _prepare(new, profile, failed)
@@ -235,27 +311,45 @@ def run_study(configs: list[RunConfig], profile: str, more: Callable[[], list[Ru
                     bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     except KeyboardInterrupt:
-        for ref in pending:  # a KeyboardInterrupt in each task: force=True, which kills the worker, crashed Ray once
+        for ref in (
+            pending
+        ):  # a KeyboardInterrupt in each task: force=True, which kills the worker, crashed Ray once
             ray.cancel(ref)  # (a check in its TaskManager) when a task was replying at that moment
-        print(f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left nothing in "
-              f"artifacts/. Run the same command again to go on.", file=sys.stderr)
+        print(
+            f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left nothing in "
+            f"artifacts/. Run the same command again to go on.",
+            file=sys.stderr,
+        )
         raise
     finally:
         ray.shutdown()
         if watcher is not None:
             reaper.stop(watcher)
     wall, train = time.perf_counter() - start, sum(r["entry"]["train_seconds"] for r in results)
-    return summary(startup_seconds=startup, wall_seconds=wall, train_seconds=train, speedup=train / wall,
-                   task_seconds=sum(r["task_seconds"] for r in results), cpus=cpus,
-                   nodes=dict(Counter(f"{ips.get(r['node'], '?')} {r['node'][:8]}" for r in results)))
+    return summary(
+        startup_seconds=startup,
+        wall_seconds=wall,
+        train_seconds=train,
+        speedup=train / wall,
+        task_seconds=sum(r["task_seconds"] for r in results),
+        cpus=cpus,
+        nodes=dict(Counter(f"{ips.get(r['node'], '?')} {r['node'][:8]}" for r in results)),
+    )
 
 
 def describe(s: dict) -> str:
     """The summary printed at the end of a study (``s`` from :func:`run_study`)."""
-    lines = [f"study: runs trained {s['trained']}, already finished {s['skipped']}, failed {len(s['failed'])}"]
+    lines = [
+        f"study: runs trained {s['trained']}, already finished {s['skipped']}, failed {len(s['failed'])}"
+    ]
     if "wall_seconds" in s:
-        lines.append(f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on {s['cpus']:.0f} CPUs; "
-                     f"summed train time {s['train_seconds']:.0f} s (in tasks {s['task_seconds']:.0f} s): "
-                     f"{s['speedup']:.2f}x one 1-thread process")
-        lines.append("  runs per node: " + ", ".join(f"{node}: {n}" for node, n in sorted(s["nodes"].items())))
+        lines.append(
+            f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on {s['cpus']:.0f} CPUs; "
+            f"summed train time {s['train_seconds']:.0f} s (in tasks {s['task_seconds']:.0f} s): "
+            f"{s['speedup']:.2f}x one 1-thread process"
+        )
+        lines.append(
+            "  runs per node: "
+            + ", ".join(f"{node}: {n}" for node, n in sorted(s["nodes"].items()))
+        )
     return "\n".join(lines + [f"  FAILED {name}: {why}" for name, why in s["failed"].items()])

@@ -1,4 +1,5 @@
 """Shared fixtures: the real MNIST prepared once per session."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ from mnist_utils import data, paths  # noqa: E402
 def lesson_source(notebook: str) -> str:
     """The code cells of a notebook tagged ``lesson``, joined: the code the notebook teaches."""
     cells = json.loads((paths.ROOT / "notebooks" / notebook).read_text())["cells"]
-    return "\n\n".join("".join(c["source"]) for c in cells if "lesson" in c.get("metadata", {}).get("tags", []))
+    return "\n\n".join(
+        "".join(c["source"]) for c in cells if "lesson" in c.get("metadata", {}).get("tags", [])
+    )
 
 
 def lesson_namespace(notebook: str, **names) -> dict:
@@ -51,6 +54,12 @@ def tiny_checkpoint(tmp_path_factory, train_split, test_split):
     from mnist_utils.config import RunConfig
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    engine.fit(RunConfig(name="small", epochs=1, train_size=640, seed=3), train_split.subset(640), test_split.subset(500),
-               run_dir=run_dir, device="cpu", progress=False)
+    engine.fit(
+        RunConfig(name="small", epochs=1, train_size=640, seed=3),
+        train_split.subset(640),
+        test_split.subset(500),
+        run_dir=run_dir,
+        device="cpu",
+        progress=False,
+    )
     return run_dir / engine.CHECKPOINT

@@ -9,6 +9,7 @@ reporting. Usage::
 
     PYTHONPATH=$PWD .venv/bin/python tests/handwriting_set.py CHECKPOINT [--half tune|report|all]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,14 +27,22 @@ TUNE_END = 899
 
 def _stroke(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """8×8 ink counts (0–16) → float ink [size, size] in [0, 1]: bicubic upscale, soft threshold, slight rotation."""
-    up = Image.fromarray((counts / 16.0).astype(np.float32), "F").resize((size, size), Image.Resampling.BICUBIC)
+    up = Image.fromarray((counts / 16.0).astype(np.float32), "F").resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
     level = rng.uniform(0.3, 0.5)
     ink = np.clip((np.asarray(up) - level) / 0.2 + 0.5, 0.0, 1.0)
     angle = rng.uniform(-10, 10)
-    return np.asarray(Image.fromarray(ink.astype(np.float32), "F").rotate(angle, Image.Resampling.BILINEAR, expand=True))
+    return np.asarray(
+        Image.fromarray(ink.astype(np.float32), "F").rotate(
+            angle, Image.Resampling.BILINEAR, expand=True
+        )
+    )
 
 
-def _canvas(ink: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def _canvas(
+    ink: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Place the ink on a larger field with random margins; return (field, digit box as left, top, right, bottom)."""
     h, w = ink.shape
     top, bottom, left, right = (int(rng.uniform(0.05, 0.8) * max(h, w)) for _ in range(4))
@@ -42,14 +51,18 @@ def _canvas(ink: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tupl
     return field, (left, top, left + w, top + h)
 
 
-def _extras(field: np.ndarray, box: tuple[int, int, int, int], kind: str, rng: np.random.Generator) -> np.ndarray:
+def _extras(
+    field: np.ndarray, box: tuple[int, int, int, int], kind: str, rng: np.random.Generator
+) -> np.ndarray:
     """Add a thin box around the digit, a thin line along the image border, or a dust speck in a corner."""
     image = Image.fromarray((field * 255).astype(np.uint8), "L")
     draw, (w, h) = ImageDraw.Draw(image), image.size
     width = int(rng.integers(1, 3))
     if kind == "box":
         pad = int(rng.integers(2, 10))
-        draw.rectangle((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad), outline=255, width=width)
+        draw.rectangle(
+            (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad), outline=255, width=width
+        )
     elif kind == "border":
         side = rng.integers(4)
         xy = [(0, 0, w, width), (0, h - width, w, h), (0, 0, width, h), (w - width, 0, w, h)][side]
@@ -70,7 +83,9 @@ def _colour(ink: np.ndarray, dark_on_light: bool, rng: np.random.Generator) -> n
     return paper + ink[..., None] * (pen - paper)
 
 
-def degraded_image(counts: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str, str, Image.Image]:
+def degraded_image(
+    counts: np.ndarray, rng: np.random.Generator
+) -> tuple[Image.Image, str, str, Image.Image]:
     """One digit as a degraded Pillow image; returns (image, file suffix, description, the clean stroke white on black)."""
     ink = _stroke(counts, int(rng.integers(16, 160)), rng)
     clean = Image.fromarray((ink * 255).round().astype(np.uint8), "L")
@@ -121,7 +136,9 @@ def evaluate(checkpoint: Path, half: str = "report", seed: int = 0) -> dict:
     model = predict.load_default(checkpoint)[0]
     with tempfile.TemporaryDirectory() as tmp:
         items = write_set(Path(tmp), seed)
-        lo, hi = {"tune": (0, TUNE_END), "report": (TUNE_END, len(items)), "all": (0, len(items))}[half]
+        lo, hi = {"tune": (0, TUNE_END), "report": (TUNE_END, len(items)), "all": (0, len(items))}[
+            half
+        ]
         wrong, refused, by_kind = Counter(), Counter(), Counter()
         batch, labels, clean = [], [], []
         for path, label, desc, stroke in items[lo:hi]:
@@ -141,8 +158,16 @@ def evaluate(checkpoint: Path, half: str = "report", seed: int = 0) -> dict:
     n = hi - lo
     errors = sum(wrong.values()) + sum(refused.values())
     correct_clean = sum(c == item[1] for c, item in zip(ceiling, items[lo:hi]))
-    return {"half": half, "images": n, "accuracy": 1 - errors / n, "clean_accuracy": correct_clean / n,
-            "agreement": agree / n, "wrong": dict(wrong), "refused": dict(refused), "by_kind": dict(by_kind)}
+    return {
+        "half": half,
+        "images": n,
+        "accuracy": 1 - errors / n,
+        "clean_accuracy": correct_clean / n,
+        "agreement": agree / n,
+        "wrong": dict(wrong),
+        "refused": dict(refused),
+        "by_kind": dict(by_kind),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     r = evaluate(args.checkpoint, args.half, args.seed)
-    print(f"{r['half']} half: {r['images']} files, accuracy {100 * r['accuracy']:.2f} % (clean strokes: "
-          f"{100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: {100 * r['agreement']:.2f} %)")
+    print(
+        f"{r['half']} half: {r['images']} files, accuracy {100 * r['accuracy']:.2f} % (clean strokes: "
+        f"{100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: {100 * r['agreement']:.2f} %)"
+    )
     for kind in sorted(r["by_kind"]):
         w, f = r["wrong"].get(kind, 0), r["refused"].get(kind, 0)
         if w or f:

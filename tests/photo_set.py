@@ -161,9 +161,8 @@ def photo(digits: list[np.ndarray], kind: str, rng: np.random.Generator) -> np.n
             piece = ink[top : top + stroke.shape[0], left : left + stroke.shape[1]]
             piece[...] = np.maximum(piece, stroke[: piece.shape[0], : piece.shape[1]])
             left += stroke.shape[1]
-    pen = (
-        rng.uniform(0.05, 0.25) if rng.random() < 0.7 else rng.uniform(0.35, 0.6)
-    )  # pen, or pencil
+    # pen, or pencil
+    pen = rng.uniform(0.05, 0.25) if rng.random() < 0.7 else rng.uniform(0.35, 0.6)
     reflect = _page((h, w), kind, rng, spacing=height * rng.uniform(0.5, 1.0)) * (
         1 - (1 - pen) * ink
     )

@@ -1,4 +1,5 @@
 """Calibration (ECE, temperature scaling), the robustness perturbations and input-gradient saliency."""
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,12 @@ def synthetic_predictions(n: int, gap: float, seed: int = 0) -> tuple[torch.Tens
 
 def test_ece_of_calibrated_predictions_is_near_zero():
     probs, labels = synthetic_predictions(200_000, gap=0.0)
-    assert L['expected_calibration_error'](probs, labels) < 0.005
+    assert L["expected_calibration_error"](probs, labels) < 0.005
 
 
 def test_ece_of_over_confident_predictions_is_the_gap():
     probs, labels = synthetic_predictions(200_000, gap=0.2)
-    assert L['expected_calibration_error'](probs, labels) == pytest.approx(0.2, abs=0.01)
+    assert L["expected_calibration_error"](probs, labels) == pytest.approx(0.2, abs=0.01)
 
 
 def test_ece_by_hand():
@@ -40,7 +41,7 @@ def test_ece_by_hand():
     probs = torch.full((4, 10), 0.1 / 9)
     probs[:, 3] = 0.9
     labels = torch.tensor([3, 3, 3, 5])
-    assert L['expected_calibration_error'](probs, labels) == pytest.approx(0.15, abs=1e-6)
+    assert L["expected_calibration_error"](probs, labels) == pytest.approx(0.15, abs=1e-6)
     count, confidence, accuracy = L["reliability_bins"](probs, labels, n_bins=10)
     assert count.tolist() == [0] * 8 + [4, 0]  # 0.9 falls in (0.8, 0.9]
     assert accuracy[8] == pytest.approx(0.75) and confidence[8] == pytest.approx(0.9)
@@ -51,9 +52,12 @@ def test_fit_temperature_recovers_a_known_temperature(t0):
     g = torch.Generator().manual_seed(1)
     z = 3.0 * torch.randn(20_000, 10, generator=g, dtype=torch.float64)
     labels = torch.multinomial(torch.softmax(z / t0, dim=1), 1, generator=g).squeeze(1)
-    log_probs = torch.log_softmax(z, dim=1)  # what the models output: logits up to a per-row constant
-    assert L['fit_temperature'](log_probs, labels) == pytest.approx(t0, rel=0.1)
-    assert L['fit_temperature'](z, labels) == pytest.approx(L['fit_temperature'](log_probs, labels), rel=1e-4)
+    # what the models output: logits up to a per-row constant
+    log_probs = torch.log_softmax(z, dim=1)
+    assert L["fit_temperature"](log_probs, labels) == pytest.approx(t0, rel=0.1)
+    assert L["fit_temperature"](z, labels) == pytest.approx(
+        L["fit_temperature"](log_probs, labels), rel=1e-4
+    )
 
 
 def test_temperature_scaling_keeps_the_prediction_and_lowers_the_nll_where_it_was_fitted():
@@ -61,10 +65,12 @@ def test_temperature_scaling_keeps_the_prediction_and_lowers_the_nll_where_it_wa
     z = 4.0 * torch.randn(5000, 10, generator=g, dtype=torch.float64)
     labels = torch.multinomial(torch.softmax(z / 2.0, dim=1), 1, generator=g).squeeze(1)
     log_probs = torch.log_softmax(z, dim=1)
-    t = L['fit_temperature'](log_probs, labels)
+    t = L["fit_temperature"](log_probs, labels)
     scaled = torch.log_softmax(log_probs / t, dim=1)  # what notebook 7 does with T
     assert torch.equal(scaled.argmax(1), log_probs.argmax(1))
-    assert torch.nn.functional.nll_loss(scaled, labels) < torch.nn.functional.nll_loss(log_probs, labels)
+    assert torch.nn.functional.nll_loss(scaled, labels) < torch.nn.functional.nll_loss(
+        log_probs, labels
+    )
 
 
 def test_calibration_splits_of_a_run_without_validation_are_fixed_disjoint_and_complete(test_split):
@@ -87,9 +93,12 @@ def test_rotation_by_zero_is_the_identity(digits):
 
 def test_rotation_by_90_degrees_is_rot90_counter_clockwise(digits):
     rotated = C.rotate_images(digits, 90.0)
-    expected = torch.rot90(C.as_unit(digits), k=1, dims=(-2, -1))  # the right column becomes the top row
+    # the right column becomes the top row
+    expected = torch.rot90(C.as_unit(digits), k=1, dims=(-2, -1))
     assert (rotated - expected).abs().max() < 1e-4
-    assert (C.rotate_images(digits, -90.0) - torch.rot90(C.as_unit(digits), k=-1, dims=(-2, -1))).abs().max() < 1e-4
+    assert (
+        C.rotate_images(digits, -90.0) - torch.rot90(C.as_unit(digits), k=-1, dims=(-2, -1))
+    ).abs().max() < 1e-4
 
 
 def test_rotation_takes_one_angle_per_image(digits):
@@ -107,14 +116,20 @@ def centre_of_mass(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([(w.sum(1) * grid).sum(1) / total, (w.sum(2) * grid).sum(1) / total], dim=1)
 
 
-@pytest.mark.parametrize("pixels, expected", [(3, (3, 0)), ((-2, 3), (-2, 3)), ((1.5, -1), (1.5, -1))])
+@pytest.mark.parametrize(
+    "pixels, expected", [(3, (3, 0)), ((-2, 3), (-2, 3)), ((1.5, -1), (1.5, -1))]
+)
 def test_shift_moves_the_centre_of_mass(digits, pixels, expected):
     x = C.as_unit(digits)
     shifted = C.shift_images(digits, pixels)
-    kept = (shifted.sum((1, 2, 3)) - x.sum((1, 2, 3))).abs() < 1e-3  # digits that did not leave the frame
+    kept = (
+        shifted.sum((1, 2, 3)) - x.sum((1, 2, 3))
+    ).abs() < 1e-3  # digits that did not leave the frame
     assert kept.sum() > len(digits) // 2
     moved = centre_of_mass(shifted[kept]) - centre_of_mass(x[kept])
-    assert torch.allclose(moved, torch.tensor(expected, dtype=torch.float64).expand_as(moved), atol=1e-3)
+    assert torch.allclose(
+        moved, torch.tensor(expected, dtype=torch.float64).expand_as(moved), atol=1e-3
+    )
 
 
 def test_shift_takes_one_offset_per_image(digits):
@@ -130,7 +145,8 @@ def test_noise_with_sigma_zero_is_the_identity_and_noise_stays_in_range(digits):
     assert noisy.min() >= 0 and noisy.max() <= 1 and noisy.dtype == torch.float32
     assert (noisy - C.as_unit(digits)).abs().mean() > 0.1
     assert torch.equal(noisy, C.add_noise(digits, 0.5, torch.Generator().manual_seed(0)))
-    assert digits.dtype == torch.uint8 and digits.min() >= 0 and digits.max() <= 255  # the input is left alone
+    # the input is left alone
+    assert digits.dtype == torch.uint8 and digits.min() >= 0 and digits.max() <= 255
 
 
 def test_perturb_alternates_rotation_sign_and_cycles_shift_directions(digits):
@@ -145,7 +161,11 @@ def test_perturb_alternates_rotation_sign_and_cycles_shift_directions(digits):
 def test_float_path_gives_the_same_predictions_as_the_engine(digits):
     torch.manual_seed(0)
     model = models.build_model("reference").eval()
-    assert torch.allclose(engine.predict_log_probs_unit(model, C.as_unit(digits)), engine.predict_log_probs(model, digits), atol=1e-6)
+    assert torch.allclose(
+        engine.predict_log_probs_unit(model, C.as_unit(digits)),
+        engine.predict_log_probs(model, digits),
+        atol=1e-6,
+    )
 
 
 def tiny_model() -> nn.Module:
@@ -193,7 +213,11 @@ def test_input_gradients_match_a_finite_difference(digits):
     torch.manual_seed(0)
     model = models.build_model("reference").double().eval()
     g = torch.Generator().manual_seed(0)  # a little noise: no ties inside the max-pooling windows
-    x = (0.9 * C.as_unit(digits[:1]).double() + 0.05 + 0.02 * torch.rand(1, 1, 28, 28, generator=g, dtype=torch.float64))
+    x = (
+        0.9 * C.as_unit(digits[:1]).double()
+        + 0.05
+        + 0.02 * torch.rand(1, 1, 28, 28, generator=g, dtype=torch.float64)
+    )
     grad = C.input_gradients(model, x, [7])[0]
     r, c = divmod(int(grad.argmax()), 28)
     eps = 1e-4
@@ -207,13 +231,24 @@ def test_input_gradients_match_a_finite_difference(digits):
     signed = C.log_odds_gradients(model, x, [7], [1])[0]
     with torch.no_grad():
         g = lambda t: (model(C.normalize(t))[0, 7] - model(C.normalize(t))[0, 1]).item()  # noqa: E731
-        assert (g(up) - g(down)) / (2 * eps) == pytest.approx(float(signed[r, c]), rel=1e-2, abs=1e-6)
+        assert (g(up) - g(down)) / (2 * eps) == pytest.approx(
+            float(signed[r, c]), rel=1e-2, abs=1e-6
+        )
 
 
 def test_confused_examples_takes_the_pairs_first():
     labels = torch.tensor([4, 9, 4, 3, 5, 1, 7])
     pred = torch.tensor([9, 4, 4, 5, 3, 7, 1])
     conf = torch.tensor([0.6, 0.9, 0.99, 0.8, 0.7, 0.95, 0.5])
-    chosen = C.confused_examples(labels, pred, conf, [{"a": 4, "b": 9}, {"a": 3, "b": 5}], per_pair=2, total=5)
-    assert chosen == [1, 0, 3, 4, 5]  # 4↔9 most confident first, then 3↔5, then the most confident other error
+    chosen = C.confused_examples(
+        labels, pred, conf, [{"a": 4, "b": 9}, {"a": 3, "b": 5}], per_pair=2, total=5
+    )
+    # 4↔9 most confident first, then 3↔5, then the most confident other error
+    assert chosen == [
+        1,
+        0,
+        3,
+        4,
+        5,
+    ]
     assert math.isclose(len(C.confused_examples(labels, pred, conf, [], total=10)), 6)

@@ -1,4 +1,5 @@
 """Issue 33, what a hostile but realistic user does: one line per error, nothing of theirs lost."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def _predict_json(digit: Path, checkpoint: Path, out: Path) -> int:
 # ------------------------------------------------------------ 1: --json writes into, never replaces
 
 
-def test_json_through_a_symlink_updates_its_target_and_keeps_the_link(tmp_path, digit,
-                                                                       tiny_checkpoint):
+def test_json_through_a_symlink_updates_its_target_and_keeps_the_link(
+    tmp_path, digit, tiny_checkpoint
+):
     target, link = tmp_path / "target.json", tmp_path / "link.json"
     target.write_text("old\n")
     link.symlink_to(target)
@@ -111,17 +113,18 @@ def test_sigterm_stops_the_study_like_ctrl_c():
 def fake_python(tmp_path) -> Path:
     """A stand-in for the venv's python that prints the arguments it gets, one a line."""
     path = tmp_path / "fake-python"
-    path.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+    path.write_text('#!/bin/sh\nfor a in "$@"; do printf \'%s\\n\' "$a"; done\n')
     path.chmod(0o755)
     return path
 
 
 def _make_predict(img: str, fake_python: Path) -> list[str]:
     command = ["make", "-s", "-o", ".venv/.installed", "predict", f"PY={fake_python}"]
-    proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, IMG=img), capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        command, cwd=ROOT, env=dict(os.environ, IMG=img), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.splitlines()[proc.stdout.splitlines().index("--") + 1:]
+    return proc.stdout.splitlines()[proc.stdout.splitlines().index("--") + 1 :]
 
 
 def test_make_predict_takes_one_name_a_line_and_expands_globs(tmp_path, fake_python):
@@ -142,28 +145,33 @@ def test_make_predict_takes_one_name_a_line_and_expands_globs(tmp_path, fake_pyt
 def test_a_repeated_seed_counts_once(monkeypatch):
     plan = experiments.PLANS["quick"]
     assert experiments.study_jobs(plan, (experiments.VARIANTS["reference"],), (0, 0)) == [
-        (experiments.VARIANTS["reference"], 0)]
+        (experiments.VARIANTS["reference"], 0)
+    ]
     seen = []
     summary = {"trained": 0, "skipped": 1, "failed": {}, "runs": 1}
-    monkeypatch.setattr(experiments, "train_plan",
-                        lambda plan, variants, seeds: seen.append(seeds) or summary)
+    monkeypatch.setattr(
+        experiments, "train_plan", lambda plan, variants, seeds: seen.append(seeds) or summary
+    )
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # no device check: train_plan is the stand-in
     assert experiments.main(["reference", "--seeds", "0", "0", "--profile", "quick"]) == 0
     assert seen == [(0,)]
 
 
 def test_export_with_zero_check_images_is_one_line(tmp_path, tiny_checkpoint, capsys):
-    code = export.main(["--checkpoint", str(tiny_checkpoint), "--check-images", "0",
-                        "--out", str(tmp_path)])
+    code = export.main(
+        ["--checkpoint", str(tiny_checkpoint), "--check-images", "0", "--out", str(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--check-images" in err
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name, content", [("model.onnx", b"\x08\x07\x12\x07pytorch"),
-                                           ("photo.png", None)])
-def test_a_file_that_is_no_checkpoint_is_never_advised_to_be_deleted(tmp_path, digit, capsys, name,
-                                                                     content):
+@pytest.mark.parametrize(
+    "name, content", [("model.onnx", b"\x08\x07\x12\x07pytorch"), ("photo.png", None)]
+)
+def test_a_file_that_is_no_checkpoint_is_never_advised_to_be_deleted(
+    tmp_path, digit, capsys, name, content
+):
     path = tmp_path / name
     path.write_bytes(content) if content else shutil.copy(digit, path)
     assert predict.main([str(digit), "--checkpoint", str(path)]) == 2
@@ -171,10 +179,16 @@ def test_a_file_that_is_no_checkpoint_is_never_advised_to_be_deleted(tmp_path, d
     assert str(path) in err and "rm " not in err and "left as it is" in err and path.is_file()
 
 
-@pytest.mark.parametrize("run, fix", [("reference", "make nb/04_training PROFILE=quick"),
-                                      ("flips-seed0", "make experiments PROFILE=quick")])
-def test_a_missing_checkpoint_names_the_command_of_its_profile_and_run(tmp_path, monkeypatch, run,
-                                                                        fix):
+@pytest.mark.parametrize(
+    "run, fix",
+    [
+        ("reference", "make nb/04_training PROFILE=quick"),
+        ("flips-seed0", "make experiments PROFILE=quick"),
+    ],
+)
+def test_a_missing_checkpoint_names_the_command_of_its_profile_and_run(
+    tmp_path, monkeypatch, run, fix
+):
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
     with pytest.raises(engine.CheckpointError, match=f"`{fix}`"):
         engine.load_model(paths.run_dir(run, "quick") / engine.CHECKPOINT)
@@ -184,18 +198,32 @@ def test_a_missing_checkpoint_names_the_command_of_its_profile_and_run(tmp_path,
 
 
 def test_clean_report_cleans_the_report_alone_and_clean_keeps_the_trained_models(tmp_path):
-    keep = [tmp_path / f for f in ("artifacts/runs/default/reference/checkpoint.pt",
-                                   "report/main.tex.j2")]
-    gone = [tmp_path / f for f in ("report/report.pdf", "report/report.aux",
-                                   "report/report.fdb_latexmk", "report/figures/default/x.pdf",
-                                   "report/generated/default/main.tex")]
+    keep = [
+        tmp_path / f
+        for f in ("artifacts/runs/default/reference/checkpoint.pt", "report/main.tex.j2")
+    ]
+    gone = [
+        tmp_path / f
+        for f in (
+            "report/report.pdf",
+            "report/report.aux",
+            "report/report.fdb_latexmk",
+            "report/figures/default/x.pdf",
+            "report/generated/default/main.tex",
+        )
+    ]
     for path in keep + gone + [tmp_path / "executed/01.ipynb"]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
 
     def make(target: str) -> None:
-        subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), target], cwd=tmp_path,
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["make", "-s", "-f", str(ROOT / "Makefile"), target],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     make("clean-report")
     assert all(p.exists() for p in keep) and not any(p.exists() for p in gone)

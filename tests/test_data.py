@@ -1,4 +1,5 @@
 """The data layer on the real MNIST and on deliberately damaged copies."""
+
 from __future__ import annotations
 
 import shutil
@@ -84,7 +85,9 @@ def test_repair_moves_damaged_file_aside_and_restores(copy_root, package_dir):
     target = copy_root / "MNIST" / "raw" / LABELS
     flip_byte(target)
     damaged = target.read_bytes()
-    data.prepare(copy_root, package_dir=package_dir, allow_download=False, repair=True, verbose=False)
+    data.prepare(
+        copy_root, package_dir=package_dir, allow_download=False, repair=True, verbose=False
+    )
     assert data.md5sum(target) == GZ_MD5[LABELS]
     assert (target.parent / (LABELS + ".bad")).read_bytes() == damaged, "nothing is lost"
 
@@ -99,7 +102,9 @@ def test_missing_file_is_restored_from_package(copy_root, package_dir):
 
 def test_missing_file_without_source_fails_clearly(copy_root):
     (copy_root / "MNIST" / "raw" / LABELS).unlink()
-    with pytest.raises(MnistDataError, match=f"{LABELS} is missing.*no source.*{data.INSTALL_COMMAND}"):
+    with pytest.raises(
+        MnistDataError, match=f"{LABELS} is missing.*no source.*{data.INSTALL_COMMAND}"
+    ):
         data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)
 
 
@@ -112,7 +117,9 @@ def test_empty_directory_is_filled_from_package(tmp_path, package_dir):
 
 def test_empty_directory_without_source_fails_clearly(tmp_path):
     with pytest.raises(MnistDataError, match="missing"):
-        data.prepare(tmp_path, package_dir=tmp_path / "nowhere", allow_download=False, verbose=False)
+        data.prepare(
+            tmp_path, package_dir=tmp_path / "nowhere", allow_download=False, verbose=False
+        )
 
 
 def test_damaged_source_leaves_no_half_written_file(tmp_path, package_dir):
@@ -169,7 +176,10 @@ def test_legacy_processed_files_are_moved_aside_never_read(copy_root, capsys):
     real = data.load_split(False, copy_root)
     processed = copy_root / "MNIST" / "processed"
     processed.mkdir()
-    for name, split in (("training.pt", real), ("test.pt", real)):  # torchvision's pre-0.9 cache, labels shifted by one
+    for name, split in (
+        ("training.pt", real),
+        ("test.pt", real),
+    ):  # torchvision's pre-0.9 cache, labels shifted by one
         torch.save((split.images, (split.labels + 1) % 10), processed / name)
     loaded = data.load_split(False, copy_root)
     assert torch.equal(loaded.labels, real.labels), "the unverified legacy file must not be read"
@@ -183,7 +193,9 @@ def test_a_second_repair_keeps_the_first_bad_file(copy_root, package_dir):
     for offset in (100, 200):
         flip_byte(target, offset)
         kept.append(target.read_bytes())
-        data.prepare(copy_root, package_dir=package_dir, allow_download=False, repair=True, verbose=False)
+        data.prepare(
+            copy_root, package_dir=package_dir, allow_download=False, repair=True, verbose=False
+        )
         assert data.md5sum(target) == GZ_MD5[LABELS]
     assert (target.parent / (LABELS + ".bad")).read_bytes() == kept[0]
     assert (target.parent / (LABELS + ".bad.1")).read_bytes() == kept[1]
@@ -193,13 +205,17 @@ def test_repair_in_a_read_only_data_dir_is_one_line(copy_root, package_dir, monk
     flip_byte(copy_root / "MNIST" / "raw" / LABELS)
 
     def read_only(src, dst):
-        raise PermissionError(13, "Permission denied", str(src))  # what rename says in a read-only folder
+        # what rename says in a read-only folder
+        raise PermissionError(13, "Permission denied", str(src))
 
     monkeypatch.setattr(data.os, "rename", read_only)
     monkeypatch.setenv("MNIST_DATA_DIR", str(copy_root))
     assert data.main(["--repair", "--no-download"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: Cannot move {copy_root / 'MNIST' / 'raw' / LABELS} aside") and err.count("\n") == 1
+    assert (
+        err.startswith(f"error: Cannot move {copy_root / 'MNIST' / 'raw' / LABELS} aside")
+        and err.count("\n") == 1
+    )
     assert "Permission denied" in err and "chmod u+w" in err
 
 
@@ -211,9 +227,12 @@ def test_idx_file_that_is_a_folder_or_unreadable_is_one_line(copy_root, monkeypa
     monkeypatch.setenv("MNIST_DATA_DIR", str(copy_root))
     assert data.main(["--no-download"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {plain} exists but is not a regular file") and err.count("\n") == 1
+    assert (
+        err.startswith(f"error: {plain} exists but is not a regular file") and err.count("\n") == 1
+    )
     plain.rmdir()
-    data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)  # rebuilt from the .gz
+    # rebuilt from the .gz
+    data.prepare(copy_root, package_dir=None, allow_download=False, verbose=False)
     real_md5 = data.md5sum
 
     def unreadable(path):
@@ -224,4 +243,7 @@ def test_idx_file_that_is_a_folder_or_unreadable_is_one_line(copy_root, monkeypa
     monkeypatch.setattr(data, "md5sum", unreadable)
     assert data.main(["--no-download"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: Cannot read MNIST file {plain}: Permission denied") and err.count("\n") == 1
+    assert (
+        err.startswith(f"error: Cannot read MNIST file {plain}: Permission denied")
+        and err.count("\n") == 1
+    )

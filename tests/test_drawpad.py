@@ -1,4 +1,5 @@
 """The drawing pad's logic without a browser: which models it offers, and what its mouse callbacks hand to ``read``."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,9 @@ def test_the_picker_offers_only_the_trained_models_of_the_profile(artifacts):
     for name, profile in (("improved-seed0", "quick"), ("reference", "default")):
         (paths.run_dir(name, profile)).mkdir(parents=True)
         (paths.run_dir(name, profile) / engine.CHECKPOINT).touch()
-    assert drawpad.find_checkpoints("quick") == {"improved-seed0": paths.run_dir("improved-seed0", "quick") / "checkpoint.pt"}
+    assert drawpad.find_checkpoints("quick") == {
+        "improved-seed0": paths.run_dir("improved-seed0", "quick") / "checkpoint.pt"
+    }
 
 
 def test_without_a_model_the_pad_says_what_to_run(artifacts):
@@ -31,9 +34,17 @@ def test_without_a_model_the_pad_says_what_to_run(artifacts):
 
 def test_a_finished_stroke_is_read_once_with_its_ink_on_the_image(monkeypatch):
     monkeypatch.setattr(engine, "load_model", lambda path, device: ("the model", None, {}))
-    seen, reading = [], {"input": torch.zeros(28, 28, dtype=torch.uint8), "top3": [[4, 0.5], [9, 0.3], [1, 0.1]],
-                         "saliency": torch.rand(28, 28)}
-    pad = drawpad.DrawPad({"reference": "ckpt"}, read=lambda image, model: seen.append((image, model)) or reading)
+    seen, reading = (
+        [],
+        {
+            "input": torch.zeros(28, 28, dtype=torch.uint8),
+            "top3": [[4, 0.5], [9, 0.3], [1, 0.1]],
+            "saliency": torch.rand(28, 28),
+        },
+    )
+    pad = drawpad.DrawPad(
+        {"reference": "ckpt"}, read=lambda image, model: seen.append((image, model)) or reading
+    )
     assert not seen and "draw a digit" in pad.result.value  # a blank pad is not read
     pad.move(5, 5)  # moving without the button down draws nothing
     pad.down(60, 40)
@@ -47,8 +58,15 @@ def test_a_finished_stroke_is_read_once_with_its_ink_on_the_image(monkeypatch):
     image = seen[0][0]
     assert image.size == (drawpad.SIZE, drawpad.SIZE)
     left, top, right, bottom = ImageOps.invert(image).getbbox()
-    assert (left, top) == (60 - drawpad.PEN // 2, 40 - drawpad.PEN // 2) and (right, bottom) == (drawpad.SIZE, drawpad.SIZE)
-    assert '"drawpad-guess"' in pad.result.value and ">4<" in pad.result.value and "30.0%" in pad.result.value
+    assert (left, top) == (60 - drawpad.PEN // 2, 40 - drawpad.PEN // 2) and (right, bottom) == (
+        drawpad.SIZE,
+        drawpad.SIZE,
+    )
+    assert (
+        '"drawpad-guess"' in pad.result.value
+        and ">4<" in pad.result.value
+        and "30.0%" in pad.result.value
+    )
     pad.clear()
     assert not pad.strokes and len(seen) == 1 and "draw a digit" in pad.result.value
 
@@ -56,5 +74,7 @@ def test_a_finished_stroke_is_read_once_with_its_ink_on_the_image(monkeypatch):
 def test_a_damaged_checkpoint_is_named_on_the_pad_not_raised(tmp_path):
     damaged = tmp_path / "checkpoint.pt"
     damaged.write_bytes(b"not a checkpoint")
-    pad = drawpad.DrawPad({"reference": damaged}, read=lambda image, model: pytest.fail("read without a model"))
+    pad = drawpad.DrawPad(
+        {"reference": damaged}, read=lambda image, model: pytest.fail("read without a model")
+    )
     assert pad.draw([(60, 40), (60, 240)]) is None and str(damaged) in pad.result.value

@@ -1,4 +1,5 @@
 """Models, the training loop, determinism, checkpoints and resume, on small real runs."""
+
 from __future__ import annotations
 
 import copy
@@ -21,9 +22,17 @@ def test_every_model_maps_a_batch_to_log_probabilities(name):
 
 def test_a_tuple_entry_of_the_family_stacks_its_convolutions_before_one_pooling():
     convs = [m for m in models.build_model("deep") if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128)]
-    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in models.build_model("deep")) == 3  # 28 → 14 → 7 → 3
-    assert str(models.CNN(((32,), 64))) == str(models.CNN((32, 64)))  # a one-width tuple is a plain entry
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (1, 32),
+        (32, 32),
+        (32, 64),
+        (64, 64),
+        (64, 128),
+    ]
+    # 28 → 14 → 7 → 3
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in models.build_model("deep")) == 3
+    # a one-width tuple is a plain entry
+    assert str(models.CNN(((32,), 64))) == str(models.CNN((32, 64)))
 
 
 @pytest.mark.parametrize("name", ["batchnorm", "deep"])
@@ -34,7 +43,9 @@ def test_pooling_before_a_blocks_last_relu_trains_to_the_same_weights_as_after_i
     for i in [i for i, m in enumerate(layers) if isinstance(m, torch.nn.MaxPool2d)]:
         layers[i], layers[i + 1] = layers[i + 1], layers[i]
     textbook = torch.nn.Sequential(*layers)
-    assert [type(m) for m in textbook].index(torch.nn.ReLU) < [type(m) for m in textbook].index(torch.nn.MaxPool2d)
+    assert [type(m) for m in textbook].index(torch.nn.ReLU) < [type(m) for m in textbook].index(
+        torch.nn.MaxPool2d
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 1, 28, 28, generator=g).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (16,), generator=g)
@@ -60,7 +71,9 @@ def test_label_smoothing_is_nll_at_zero_and_mixes_in_the_mean_log_probability():
     y = torch.randint(0, 10, (8,))
     nll = torch.nn.functional.nll_loss(logp, y)
     assert torch.equal(engine.loss_fn(logp, y, 0.0), nll)
-    assert torch.allclose(engine.loss_fn(logp, y, 0.1), 0.9 * nll - 0.1 * logp.mean(1).mean(), atol=1e-6)
+    assert torch.allclose(
+        engine.loss_fn(logp, y, 0.1), 0.9 * nll - 0.1 * logp.mean(1).mean(), atol=1e-6
+    )
 
 
 def _small_data(train_split, test_split):
@@ -73,16 +86,22 @@ def test_training_learns_and_is_deterministic(train_split, test_split):
     a = engine.fit(SMALL, train, test, device="cpu", progress=False)
     b = engine.fit(SMALL, train, test, device="cpu", progress=False)
     keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
-    assert [{k: r[k] for k in keys} for r in a.history] == [{k: r[k] for k in keys} for r in b.history]
+    assert [{k: r[k] for k in keys} for r in a.history] == [
+        {k: r[k] for k in keys} for r in b.history
+    ]
     assert a.history[-1]["test_accuracy"] > 0.7  # 640 images, 2 epochs: far above chance
     assert a.history[1]["train_loss"] < a.history[0]["train_loss"]
 
 
 @pytest.mark.slow
-def test_bfloat16_forward_learns_with_other_numbers_and_unknown_precision_is_refused(train_split, test_split):
+def test_bfloat16_forward_learns_with_other_numbers_and_unknown_precision_is_refused(
+    train_split, test_split
+):
     train, test = _small_data(train_split, test_split)
     fp32 = engine.fit(SMALL, train, test, device="cpu", progress=False).history[-1]
-    bf16 = engine.fit(SMALL.replace(precision="bfloat16"), train, test, device="cpu", progress=False).history[-1]
+    bf16 = engine.fit(
+        SMALL.replace(precision="bfloat16"), train, test, device="cpu", progress=False
+    ).history[-1]
     assert bf16["train_loss"] != fp32["train_loss"] and bf16["test_accuracy"] > 0.7
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         engine.fit(SMALL.replace(precision="half"), train, test, device="cpu", progress=False)
@@ -94,10 +113,15 @@ def test_interrupted_run_resumes_to_the_same_history(tmp_path, train_split, test
     keys = ["epoch", "train_loss", "test_loss", "test_accuracy"]
     full = engine.fit(SMALL, train, test, device="cpu", progress=False)
     with pytest.raises(engine.Interrupted):
-        engine.fit(SMALL, train, test, run_dir=tmp_path, device="cpu", progress=False, stop_after_steps=15)  # mid-epoch 2
+        # mid-epoch 2
+        engine.fit(
+            SMALL, train, test, run_dir=tmp_path, device="cpu", progress=False, stop_after_steps=15
+        )
     assert engine.load_checkpoint(tmp_path / engine.CHECKPOINT)["epoch"] == 1
     resumed = engine.fit(SMALL, train, test, run_dir=tmp_path, device="cpu", progress=False)
-    assert [{k: r[k] for k in keys} for r in resumed.history] == [{k: r[k] for k in keys} for r in full.history]
+    assert [{k: r[k] for k in keys} for r in resumed.history] == [
+        {k: r[k] for k in keys} for r in full.history
+    ]
     for p, q in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(p, q)
 
@@ -108,16 +132,24 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, train_split, test_spl
     one = SMALL.replace(epochs=1)
     engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
     with pytest.raises(engine.CheckpointError, match="another config"):
-        engine.fit(one.replace(lr=0.01), train, test, run_dir=tmp_path, device="cpu", progress=False)
+        engine.fit(
+            one.replace(lr=0.01), train, test, run_dir=tmp_path, device="cpu", progress=False
+        )
 
 
 @pytest.mark.slow
 def test_load_model_round_trip_and_damaged_checkpoint(tmp_path, train_split, test_split):
     train, test = _small_data(train_split, test_split)
-    result = engine.fit(SMALL.replace(epochs=1), train, test, run_dir=tmp_path, device="cpu", progress=False)
+    result = engine.fit(
+        SMALL.replace(epochs=1), train, test, run_dir=tmp_path, device="cpu", progress=False
+    )
     model, config, state = engine.load_model(tmp_path / engine.CHECKPOINT)
     assert config.name == "small" and state["history"] == result.history
-    assert torch.allclose(engine.predict_log_probs(model, test.images), engine.predict_log_probs(result.model, test.images), atol=1e-5)
+    assert torch.allclose(
+        engine.predict_log_probs(model, test.images),
+        engine.predict_log_probs(result.model, test.images),
+        atol=1e-5,
+    )
     bad = tmp_path / "bad.pt"
     bad.write_bytes((tmp_path / engine.CHECKPOINT).read_bytes()[:5000])
     with pytest.raises(engine.CheckpointError, match="damaged"):
@@ -153,17 +185,21 @@ def test_fine_tuning_starts_from_the_given_weights(train_split, test_split):
     train, test = _small_data(train_split, test_split)
     parent = engine.fit(SMALL.replace(epochs=1), train, test, device="cpu", progress=False)
     weights = {k: v.clone() for k, v in parent.model.state_dict().items()}
-    frozen = SMALL.replace(name="child", epochs=1, lr=0.0, augment=(), init_from="small")  # lr 0: nothing moves
+    # lr 0: nothing moves
+    frozen = SMALL.replace(name="child", epochs=1, lr=0.0, augment=(), init_from="small")
     child = engine.fit(frozen, train, test, device="cpu", progress=False, init_weights=weights)
     for k, v in child.model.state_dict().items():
         assert torch.equal(v, weights[k]), k
     assert child.history[0]["test_accuracy"] == parent.history[0]["test_accuracy"]
-    scratch = engine.fit(frozen, train, test, device="cpu", progress=False)  # no weights given: a random init
+    # no weights given: a random init
+    scratch = engine.fit(frozen, train, test, device="cpu", progress=False)
     assert scratch.history[0]["test_accuracy"] < parent.history[0]["test_accuracy"]
 
 
 @pytest.mark.slow
-def test_checkpoints_written_before_a_config_field_existed_still_resume(tmp_path, train_split, test_split):
+def test_checkpoints_written_before_a_config_field_existed_still_resume(
+    tmp_path, train_split, test_split
+):
     train, test = _small_data(train_split, test_split)
     one = SMALL.replace(epochs=1)
     engine.fit(one, train, test, run_dir=tmp_path, device="cpu", progress=False)
@@ -182,7 +218,9 @@ def _flip_bit_in_weights(path) -> None:
     with zipfile.ZipFile(path) as archive:
         member = max(archive.infolist(), key=lambda info: info.file_size)
     blob = bytearray(path.read_bytes())
-    blob[member.header_offset + member.file_size // 2] ^= 0x10  # well past the local header: inside the data
+    blob[member.header_offset + member.file_size // 2] ^= (
+        0x10  # well past the local header: inside the data
+    )
     path.write_bytes(bytes(blob))
 
 
@@ -193,8 +231,10 @@ def test_checkpoint_with_a_flipped_bit_is_refused(tiny_checkpoint, tmp_path, mon
     path.write_bytes(tiny_checkpoint.read_bytes())
     engine.load_model(path)  # intact: loads
     _flip_bit_in_weights(path)
-    with pytest.raises(engine.CheckpointError,
-                       match="bytes changed since it was written.*CRC.*rm .*make nb/04_training"):
+    with pytest.raises(
+        engine.CheckpointError,
+        match="bytes changed since it was written.*CRC.*rm .*make nb/04_training",
+    ):
         engine.load_checkpoint(path)
 
 
@@ -209,7 +249,9 @@ def test_checkpoint_with_non_finite_weights_is_refused(tiny_checkpoint, tmp_path
         engine.load_model(path)
 
 
-def test_full_disk_at_checkpoint_save_is_one_error_and_leaves_no_partial_file(tiny_checkpoint, tmp_path, monkeypatch):
+def test_full_disk_at_checkpoint_save_is_one_error_and_leaves_no_partial_file(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
     path = tmp_path / engine.CHECKPOINT
     path.write_bytes(tiny_checkpoint.read_bytes())
     state = engine.load_checkpoint(path)
@@ -217,10 +259,13 @@ def test_full_disk_at_checkpoint_save_is_one_error_and_leaves_no_partial_file(ti
 
     def save_to_a_full_disk(obj, f, *args, **kwargs):
         open(f, "wb").close()  # the temporary file exists, as it would on a real disk
-        real_save(obj, "/dev/full", *args, **kwargs)  # ENOSPC: torch raises "[enforce fail at inline_container.cc...]"
+        # ENOSPC: torch raises "[enforce fail at inline_container.cc...]"
+        real_save(obj, "/dev/full", *args, **kwargs)
 
     monkeypatch.setattr(engine.torch, "save", save_to_a_full_disk)
-    with pytest.raises(engine.CheckpointError, match="Cannot write checkpoint .*disk full.*kept") as info:
+    with pytest.raises(
+        engine.CheckpointError, match="Cannot write checkpoint .*disk full.*kept"
+    ) as info:
         engine.save_checkpoint(path, state)
     assert "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == [engine.CHECKPOINT]  # no .part file left

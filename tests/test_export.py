@@ -1,4 +1,5 @@
 """TorchScript and ONNX exports of a small trained model predict exactly like PyTorch on real test digits."""
+
 from __future__ import annotations
 
 import warnings
@@ -35,7 +36,9 @@ def test_torchscript_and_onnx_match_pytorch(tmp_path, tiny_run, test_split):
         scripted = torch.jit.load(str(tmp_path / "model.pt"))
     with torch.inference_mode():
         ts_out = scripted(x)
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     (onnx_out,) = session.run(None, {export.INPUT_NAME: x.numpy()})
     for out in (ts_out, torch.from_numpy(onnx_out)):
         assert out.shape == (64, 10)
@@ -43,7 +46,9 @@ def test_torchscript_and_onnx_match_pytorch(tmp_path, tiny_run, test_split):
         assert torch.allclose(out, reference, atol=1e-4)
     (one,) = session.run(None, {export.INPUT_NAME: x[:1].numpy()})  # the batch dimension is free
     assert one.shape == (1, 10)
-    assert model.training is False and next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert model.training is False and next(model.parameters()).is_contiguous(
+        memory_format=torch.channels_last
+    )
 
 
 @pytest.mark.slow
@@ -62,7 +67,11 @@ def test_legacy_exporter_is_the_fallback(tmp_path, tiny_run, test_split, monkeyp
     assert export.export_onnx(model, tmp_path / "model.onnx") == "legacy"
     images, _ = _inputs(test_split, 32)
     result = export.write_verified(model, images, tmp_path / "checked.onnx")
-    assert result["ok"] and result["format"] == "ONNX" and result["exporter"] == "dynamo=False exporter"
+    assert (
+        result["ok"]
+        and result["format"] == "ONNX"
+        and result["exporter"] == "dynamo=False exporter"
+    )
 
 
 @pytest.mark.slow
@@ -85,10 +94,14 @@ def test_missing_onnx_package_gives_a_clear_error(tmp_path, tiny_run, monkeypatc
 def test_export_cli_writes_and_verifies_both_files(tmp_path, tiny_run, capsys):
     pytest.importorskip("onnxruntime")
     _, checkpoint = tiny_run
-    code = export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "export"), "--check-images", "64"])
+    code = export.main(
+        ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "export"), "--check-images", "64"]
+    )
     stdout = capsys.readouterr().out
     assert code == 0, stdout
-    assert (tmp_path / "export" / "model.pt").is_file() and (tmp_path / "export" / "model.onnx").is_file()
+    assert (tmp_path / "export" / "model.pt").is_file() and (
+        tmp_path / "export" / "model.onnx"
+    ).is_file()
     assert "TorchScript: OK on 64" in stdout and "ONNX: OK on 64" in stdout
 
 
@@ -97,21 +110,28 @@ def test_export_cli_without_checkpoint_exits_2(tmp_path, capsys):
     assert "make run-all" in capsys.readouterr().err
 
 
-def test_files_that_fail_verification_are_never_left_behind(tmp_path, tiny_run, monkeypatch, capsys):
+def test_files_that_fail_verification_are_never_left_behind(
+    tmp_path, tiny_run, monkeypatch, capsys
+):
     pytest.importorskip("onnxruntime")
     _, checkpoint = tiny_run
     out = tmp_path / "export"
     out.mkdir()
     (out / "model.pt").write_text("an older export of another checkpoint")
     real = export.run_torchscript
-    monkeypatch.setattr(export, "run_torchscript", lambda path, x: real(path, x) + 0.5)  # a TorchScript that disagrees
+    # a TorchScript that disagrees
+    monkeypatch.setattr(export, "run_torchscript", lambda path, x: real(path, x) + 0.5)
     code = export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--check-images", "32"])
     stdout = capsys.readouterr().out
     assert code == 1
     assert stdout.startswith(f"model: {checkpoint} (run small")
-    assert "TorchScript: MISMATCH on 32 test images" in stdout and f"NOT written: no file at {out / 'model.pt'}" in stdout
+    assert (
+        "TorchScript: MISMATCH on 32 test images" in stdout
+        and f"NOT written: no file at {out / 'model.pt'}" in stdout
+    )
     assert "ONNX: OK on 32" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]  # no mismatching file, no temporary file
+    # no mismatching file, no temporary file
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
 
 
 def test_checkpoint_with_nan_weights_is_refused_before_export(tmp_path, tiny_run, capsys):

@@ -1,4 +1,5 @@
 """One source of truth: the code a notebook teaches and the toolbox code the pipeline runs are the same."""
+
 from __future__ import annotations
 
 import inspect
@@ -36,10 +37,13 @@ def test_notebook_4s_loop_gives_the_same_history_as_engine_fit(train_split, test
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     ours = []
     for _ in range(cfg.epochs):
-        train_loss = lesson["train_epoch"](model, optimizer, train.images, train.labels, g, cfg.batch_size)
+        train_loss = lesson["train_epoch"](
+            model, optimizer, train.images, train.labels, g, cfg.batch_size
+        )
         ours.append((train_loss, *lesson["evaluate"](model, test.images, test.labels)))
 
     theirs = engine.fit(cfg, train, test, device="cpu", progress=False).history
     for (train_loss, test_loss, test_accuracy), row in zip(ours, theirs, strict=True):
         assert test_accuracy == row["test_accuracy"] and test_loss == row["test_loss"]
-        assert train_loss == pytest.approx(row["train_loss"], rel=1e-5)  # summed in float64 here, float32 there
+        # summed in float64 here, float32 there
+        assert train_loss == pytest.approx(row["train_loss"], rel=1e-5)

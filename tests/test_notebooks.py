@@ -1,4 +1,5 @@
 """The notebooks are committed clean, numbered, parameterised for papermill and tagged for nbval."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def test_notebook_is_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
-            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name}: strip outputs"
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
+                f"{path.name}: strip outputs"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -36,35 +39,70 @@ def test_notebook_has_a_papermill_parameters_cell_reading_the_profile(path):
 
 
 MUTATIONS = [
-    ("01_data_exploration.ipynb", "s2 += (x * x).sum()", "s2 += (x * x).sum() * 1.001",
-     "the constants of the reference recipe"),
-    ("02_augmentation.ipynb", "return (rotate @ resized_crop @ translate)[:, :2]", "return (translate @ resized_crop @ rotate)[:, :2]",
-     "the toolbox composes the same matrices"),
-    ("02_augmentation.ipynb", "p = augment.sample_params(len(x), g)\ntheta",
-     "p = {k: v[:1].repeat(len(x), *[1] * (v.dim() - 1)) for k, v in augment.sample_params(len(x), g).items()}\ntheta",
-     "a fresh angle for every image"),
-    ("03_model.ipynb", "nn.Conv2d(1, 32, kernel_size=3, padding=1)", "nn.Conv2d(1, 32, kernel_size=3, padding=1, bias=False)",
-     "AssertionError: 421610"),
-    ("04_training.ipynb", "loss = F.nll_loss(output, y)", "loss = 0 * F.nll_loss(output, y)", "far above chance"),
+    (
+        "01_data_exploration.ipynb",
+        "s2 += (x * x).sum()",
+        "s2 += (x * x).sum() * 1.001",
+        "the constants of the reference recipe",
+    ),
+    (
+        "02_augmentation.ipynb",
+        "return (rotate @ resized_crop @ translate)[:, :2]",
+        "return (translate @ resized_crop @ rotate)[:, :2]",
+        "the toolbox composes the same matrices",
+    ),
+    (
+        "02_augmentation.ipynb",
+        "p = augment.sample_params(len(x), g)\ntheta",
+        "p = {k: v[:1].repeat(len(x), *[1] * (v.dim() - 1)) for k, v in augment.sample_params(len(x), g).items()}\ntheta",
+        "a fresh angle for every image",
+    ),
+    (
+        "03_model.ipynb",
+        "nn.Conv2d(1, 32, kernel_size=3, padding=1)",
+        "nn.Conv2d(1, 32, kernel_size=3, padding=1, bias=False)",
+        "AssertionError: 421610",
+    ),
+    (
+        "04_training.ipynb",
+        "loss = F.nll_loss(output, y)",
+        "loss = 0 * F.nll_loss(output, y)",
+        "far above chance",
+    ),
 ]
 """(notebook, line of the lesson, a broken version of it, what the notebook's own check then says)."""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, good, bad, message", MUTATIONS, ids=[f"{m[0][:2]}-{m[3][:20]}" for m in MUTATIONS])
-def test_a_notebook_check_fails_when_its_fact_is_broken(name, good, bad, message, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "name, good, bad, message", MUTATIONS, ids=[f"{m[0][:2]}-{m[3][:20]}" for m in MUTATIONS]
+)
+def test_a_notebook_check_fails_when_its_fact_is_broken(
+    name, good, bad, message, tmp_path, monkeypatch
+):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(paths.ROOT / "notebooks" / name, as_version=4)
     sources = [c.source for c in nb.cells]
-    assert sum(good in s for s in sources) == 1, f"{name}: the line to break is no longer there; update MUTATIONS"
+    assert sum(good in s for s in sources) == 1, (
+        f"{name}: the line to break is no longer there; update MUTATIONS"
+    )
     for cell in nb.cells:
         cell.source = cell.source.replace(good, bad)
-    for var, value in {"MNIST_PROFILE": "quick", "MNIST_ARTIFACTS_DIR": tmp_path / "a", "MNIST_REPORT_DIR": tmp_path / "r"}.items():
+    for var, value in {
+        "MNIST_PROFILE": "quick",
+        "MNIST_ARTIFACTS_DIR": tmp_path / "a",
+        "MNIST_REPORT_DIR": tmp_path / "r",
+    }.items():
         monkeypatch.setenv(var, str(value))
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(paths.ROOT / "notebooks")}})
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(paths.ROOT / "notebooks")}},
+    )
     with pytest.raises(CellExecutionError) as failure:
         client.execute()
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(failure.value))  # the traceback is coloured

@@ -1,4 +1,5 @@
 """MNIST-style preprocessing of your own images, image loading errors, and the `predict` command line."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,11 @@ def centre_of_mass(t: torch.Tensor) -> tuple[float, float]:
 def aligned_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute difference (0–255) after the best shift of at most one pixel (centring rounds to whole pixels)."""
     a, b = a.float(), b.float()
-    return min((torch.roll(a, (dy, dx), (0, 1)) - b).abs().mean().item() for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return min(
+        (torch.roll(a, (dy, dx), (0, 1)) - b).abs().mean().item()
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
 
 
 def check_mnist_style(t: torch.Tensor) -> None:
@@ -72,15 +77,32 @@ def test_every_mode_and_polarity_gives_the_same_mnist_style_digit(mode, dark_on_
     drawing = draw_seven(ink=0, paper=255) if dark_on_light else draw_seven()
     out = predict.preprocess(as_mode(drawing, mode))
     check_mnist_style(out)
-    assert aligned_diff(out, reference) < (12 if mode == "1" else 3)  # mode "1" loses the anti-aliasing
+    # mode "1" loses the anti-aliasing
+    assert aligned_diff(out, reference) < (12 if mode == "1" else 3)
 
 
-@pytest.mark.parametrize("draw, variants", [
-    (draw_seven, [dict(canvas=(400, 300), size=200, pos=(100, 10)), dict(size=60, pos=(5, 5)),
-                  dict(canvas=(60, 60), size=40, pos=(12, 2)), dict(ink=40, paper=210)]),
-    (draw_zero, [dict(canvas=(400, 400), box=(100, 60, 260, 340), width=28),
-                 dict(canvas=(300, 260), box=(150, 20, 270, 230), width=21), dict(ink=0, paper=255)]),
-])
+@pytest.mark.parametrize(
+    "draw, variants",
+    [
+        (
+            draw_seven,
+            [
+                dict(canvas=(400, 300), size=200, pos=(100, 10)),
+                dict(size=60, pos=(5, 5)),
+                dict(canvas=(60, 60), size=40, pos=(12, 2)),
+                dict(ink=40, paper=210),
+            ],
+        ),
+        (
+            draw_zero,
+            [
+                dict(canvas=(400, 400), box=(100, 60, 260, 340), width=28),
+                dict(canvas=(300, 260), box=(150, 20, 270, 230), width=21),
+                dict(ink=0, paper=255),
+            ],
+        ),
+    ],
+)
 def test_position_size_and_contrast_do_not_matter(draw, variants):
     reference = predict.preprocess(draw())
     check_mnist_style(reference)
@@ -110,9 +132,16 @@ def test_real_mnist_digit_survives_preprocessing_nearly_unchanged(test_split):
     assert aligned_diff(out, digit) < 12
 
 
-@pytest.mark.parametrize("image", [Image.new("L", (50, 50), 0), Image.new("RGB", (50, 50), "white"),
-                                   Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("L", (0, 0))],
-                         ids=["black", "white", "transparent", "zero-size"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (50, 50), 0),
+        Image.new("RGB", (50, 50), "white"),
+        Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+        Image.new("L", (0, 0)),
+    ],
+    ids=["black", "white", "transparent", "zero-size"],
+)
 def test_blank_image_is_refused(image):
     with pytest.raises(predict.PredictError, match="blank|zero size"):
         predict.preprocess(image)
@@ -144,39 +173,55 @@ def test_truncated_file_is_reported(tmp_path):
         predict.load_image(path)
 
 
-def test_cli_predicts_good_files_and_reports_the_bad_one(tmp_path, tiny_checkpoint, test_split, capsys):
+def test_cli_predicts_good_files_and_reports_the_bad_one(
+    tmp_path, tiny_checkpoint, test_split, capsys
+):
     files = []
     for i in (0, 1):
         path = tmp_path / f"digit_{i}_label_{int(test_split.labels[i])}.png"
-        Image.fromarray(255 - test_split.images[i].numpy(), "L").convert("RGB").save(path)  # as if drawn on paper
+        # as if drawn on paper
+        Image.fromarray(255 - test_split.images[i].numpy(), "L").convert("RGB").save(path)
         files.append(str(path))
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     out_json = tmp_path / "out" / "predictions.json"
-    code = cli_main(["predict", *files, str(bad), "--checkpoint", str(tiny_checkpoint), "--json", str(out_json)])
+    code = cli_main(
+        ["predict", *files, str(bad), "--checkpoint", str(tiny_checkpoint), "--json", str(out_json)]
+    )
     stdout, stderr = capsys.readouterr()
     assert code == 1
     lines = stdout.strip().splitlines()
     assert len(lines) == 2
     for line, name in zip(lines, files):
         assert line.startswith(f"{name}: ")
-        top3 = re.findall(r"\b(\d):([01]\.\d{3})\b", line[len(name):])
-        assert len(top3) == 3 and line[len(name) + 2] == top3[0][0]  # predicted digit, then d:prob three times
+        top3 = re.findall(r"\b(\d):([01]\.\d{3})\b", line[len(name) :])
+        # predicted digit, then d:prob three times
+        assert len(top3) == 3 and line[len(name) + 2] == top3[0][0]
     model_line, error_line = stderr.splitlines()
     assert model_line.startswith(f"model: {tiny_checkpoint} (run small")
-    assert error_line.startswith(f"error: {bad}:") and "not an image" in stderr and "Traceback" not in stderr
+    assert (
+        error_line.startswith(f"error: {bad}:")
+        and "not an image" in stderr
+        and "Traceback" not in stderr
+    )
     results = json.loads(out_json.read_text())
     assert [r["file"] for r in results] == [*files, str(bad)]
     assert set(results[2]) == {"file", "error"}
     for r in results[:2]:
         assert set(r) == {"file", "prediction", "top3"} and r["prediction"] == r["top3"][0][0]
-        assert len(r["top3"]) == 3 and 0 < r["top3"][2][1] <= r["top3"][1][1] <= r["top3"][0][1] <= 1
+        assert (
+            len(r["top3"]) == 3 and 0 < r["top3"][2][1] <= r["top3"][1][1] <= r["top3"][0][1] <= 1
+        )
 
 
-def test_real_test_digits_are_left_almost_unchanged_and_predicted_alike(tiny_checkpoint, test_split):
+def test_real_test_digits_are_left_almost_unchanged_and_predicted_alike(
+    tiny_checkpoint, test_split
+):
     raw = test_split.images[:200]
     pre = torch.stack([predict.preprocess(Image.fromarray(im.numpy(), "L")) for im in raw])
-    assert (pre.float() - raw.float()).abs().mean() < 1.0  # MNIST digits are already in this form (0–255 scale)
+    assert (
+        pre.float() - raw.float()
+    ).abs().mean() < 1.0  # MNIST digits are already in this form (0–255 scale)
     model = predict.load_default(tiny_checkpoint)[0]
     probs = predict.predict_images(model, pre)
     assert probs.shape == (200, 10) and torch.allclose(probs.sum(1), torch.ones(200), atol=1e-5)
@@ -191,7 +236,8 @@ def test_cli_with_missing_or_alien_checkpoint_exits_2_and_names_the_fix(tmp_path
     assert code == 2 and stdout == ""
     assert "make run-all" in stderr and "missing.pt" in stderr and "Traceback" not in stderr
     alien = tmp_path / "alien.pt"
-    torch.save({"model": {}, "config": {"name": "x", "optimiser": "sgd"}}, alien)  # a field this version does not know
+    # a field this version does not know
+    torch.save({"model": {}, "config": {"name": "x", "optimiser": "sgd"}}, alien)
     assert predict.main([str(image), "--checkpoint", str(alien)]) == 2
     stderr = capsys.readouterr().err
     assert "incompatible" in stderr and "make run-all" in stderr and "Traceback" not in stderr
@@ -215,7 +261,9 @@ def with_box(image: Image.Image, margin: int = 12, width: int = 2) -> Image.Imag
     """The drawing with a thin rectangle drawn around its ink, as on a form."""
     out = image.copy()
     left, top, right, bottom = out.getbbox()
-    ImageDraw.Draw(out).rectangle((left - margin, top - margin, right + margin, bottom + margin), outline=255, width=width)
+    ImageDraw.Draw(out).rectangle(
+        (left - margin, top - margin, right + margin, bottom + margin), outline=255, width=width
+    )
     return out
 
 
@@ -244,14 +292,17 @@ def test_boxes_specks_and_border_lines_are_not_part_of_the_digit(draw, clutter):
 
 def test_polarity_comes_from_the_histogram_not_the_border():
     paper = draw_seven(ink=0, paper=255)
-    ImageDraw.Draw(paper).rectangle((0, 0, paper.width - 1, paper.height - 1), outline=0, width=4)  # dark scanner edge
+    # dark scanner edge
+    ImageDraw.Draw(paper).rectangle((0, 0, paper.width - 1, paper.height - 1), outline=0, width=4)
     assert aligned_diff(predict.preprocess(paper), predict.preprocess(draw_seven())) < 3
 
 
 @pytest.mark.parametrize("top", [4095, 1023, 65535])
 def test_16_bit_png_is_scaled_by_its_real_range(tmp_path, top):
     path = tmp_path / "deep.png"
-    Image.fromarray((np.asarray(draw_seven(ink=0, paper=255), np.float64) / 255 * top).round().astype("<u2")).save(path)
+    Image.fromarray(
+        (np.asarray(draw_seven(ink=0, paper=255), np.float64) / 255 * top).round().astype("<u2")
+    ).save(path)
     out = predict.preprocess(predict.load_image(path))
     assert aligned_diff(out, predict.preprocess(draw_seven())) < 3
 
@@ -261,14 +312,22 @@ def test_nan_and_inf_pixels_in_a_float_tiff_count_as_background(tmp_path, tiny_c
     pixels[0, 0], pixels[5, 7], pixels[-1, -1], pixels[60, 80] = np.nan, np.inf, -np.inf, np.nan
     bad = tmp_path / "float.tif"
     Image.fromarray(pixels, "F").save(bad)
-    assert aligned_diff(predict.preprocess(predict.load_image(bad)), predict.preprocess(draw_seven())) < 3
+    assert (
+        aligned_diff(predict.preprocess(predict.load_image(bad)), predict.preprocess(draw_seven()))
+        < 3
+    )
     good = tmp_path / "seven.png"
     draw_seven().save(good)
     assert predict.main([str(bad), str(good), "--checkpoint", str(tiny_checkpoint)]) == 0
-    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [str(bad), str(good)]
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
+        str(bad),
+        str(good),
+    ]
 
 
-def test_a_file_that_breaks_the_preprocessing_does_not_stop_the_batch(tmp_path, tiny_checkpoint, monkeypatch, capsys):
+def test_a_file_that_breaks_the_preprocessing_does_not_stop_the_batch(
+    tmp_path, tiny_checkpoint, monkeypatch, capsys
+):
     files = [tmp_path / f"{name}.png" for name in ("a", "b")]
     for path in files:
         draw_seven().save(path)
@@ -283,7 +342,10 @@ def test_a_file_that_breaks_the_preprocessing_does_not_stop_the_batch(tmp_path, 
     draw_seven(canvas=(120, 120), size=60, pos=(30, 10)).save(files[0])
     assert predict.main([str(p) for p in files] + ["--checkpoint", str(tiny_checkpoint)]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith(f"{files[1]}: ") and f"error: {files[0]}: could not be processed (IndexError" in err
+    assert (
+        out.startswith(f"{files[1]}: ")
+        and f"error: {files[0]}: could not be processed (IndexError" in err
+    )
 
 
 def test_preprocess_array_takes_a_drawing_pad_canvas_of_either_polarity():
@@ -297,7 +359,9 @@ def test_preprocess_array_takes_a_drawing_pad_canvas_of_either_polarity():
 
 def test_animated_gif_reads_the_frame_with_the_digit(tmp_path, tiny_checkpoint, capsys):
     path = tmp_path / "anim.gif"
-    Image.new("L", (200, 160), 255).save(path, save_all=True, append_images=[draw_seven(ink=0, paper=255)])
+    Image.new("L", (200, 160), 255).save(
+        path, save_all=True, append_images=[draw_seven(ink=0, paper=255)]
+    )
     image = predict.load_image(path)
     assert image.info["frame"] == "frame 2 of 2"
     assert aligned_diff(predict.preprocess(image), predict.preprocess(draw_seven())) < 3
@@ -316,7 +380,14 @@ def test_symlink_loop_and_dangling_link_say_so(tmp_path):
         predict.load_image(dangling)
 
 
-def _record(name: str, profile: str, accuracy: float, checkpoint, with_file: bool = True, val: float | None = None) -> None:
+def _record(
+    name: str,
+    profile: str,
+    accuracy: float,
+    checkpoint,
+    with_file: bool = True,
+    val: float | None = None,
+) -> None:
     """A metrics.json entry (with the checkpoint's config) and, if asked, the checkpoint itself."""
     from mnist_utils import engine, paths, runs
 
@@ -324,37 +395,63 @@ def _record(name: str, profile: str, accuracy: float, checkpoint, with_file: boo
         (paths.run_dir(name, profile)).mkdir(parents=True)
         (paths.run_dir(name, profile) / engine.CHECKPOINT).write_bytes(checkpoint.read_bytes())
     config = engine.load_checkpoint(checkpoint)["config"]
-    runs.record_metrics(name, {"profile": profile, "test_accuracy": accuracy, "config": config,
-                               **({"val_accuracy": val} if val is not None else {})})
+    runs.record_metrics(
+        name,
+        {
+            "profile": profile,
+            "test_accuracy": accuracy,
+            "config": config,
+            **({"val_accuracy": val} if val is not None else {}),
+        },
+    )
 
 
-def test_default_model_is_the_best_run_on_validation_and_is_named(tmp_path, monkeypatch, tiny_checkpoint, capsys):
+def test_default_model_is_the_best_run_on_validation_and_is_named(
+    tmp_path, monkeypatch, tiny_checkpoint, capsys
+):
     from mnist_utils import paths
 
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
-    _record("quick_only", "quick", 0.999, tiny_checkpoint)  # quick runs are smoke tests: used only when nothing else is
+    # quick runs are smoke tests: used only when nothing else is
+    _record("quick_only", "quick", 0.999, tiny_checkpoint)
     assert predict.default_checkpoint() == paths.run_dir("quick_only", "quick") / "checkpoint.pt"
     image = tmp_path / "seven.png"
     draw_seven().save(image)
     assert predict.main([str(image)]) == 0
     err = capsys.readouterr().err
-    assert "profile quick, test accuracy 99.90 %" in err and "smoke-test model" in err and "make run-all" in err
-    _record("reference", "default", 0.9927, tiny_checkpoint)  # no validation split: only when no run has one
+    assert (
+        "profile quick, test accuracy 99.90 %" in err
+        and "smoke-test model" in err
+        and "make run-all" in err
+    )
+    # no validation split: only when no run has one
+    _record("reference", "default", 0.9927, tiny_checkpoint)
     assert predict.default_checkpoint() == paths.run_dir("reference", "default") / "checkpoint.pt"
     _record("no_aug-seed0", "default", 0.9801, tiny_checkpoint, val=0.9790)
-    assert predict.default_checkpoint() == paths.run_dir("no_aug-seed0", "default") / "checkpoint.pt"
+    assert (
+        predict.default_checkpoint() == paths.run_dir("no_aug-seed0", "default") / "checkpoint.pt"
+    )
     _record("improved_clean-seed1", "full", 0.9968, tiny_checkpoint, val=0.9966)
-    _record("improved-seed3", "full", 0.9970, tiny_checkpoint, val=0.9962)  # best on test, not on validation
-    _record("improved_clean-seed2", "full", 0.9975, tiny_checkpoint, with_file=False, val=0.9970)  # no checkpoint
-    assert predict.default_checkpoint() == paths.run_dir("improved_clean-seed1", "full") / "checkpoint.pt"
+    # best on test, not on validation
+    _record("improved-seed3", "full", 0.9970, tiny_checkpoint, val=0.9962)
+    # no checkpoint
+    _record("improved_clean-seed2", "full", 0.9975, tiny_checkpoint, with_file=False, val=0.9970)
+    assert (
+        predict.default_checkpoint()
+        == paths.run_dir("improved_clean-seed1", "full") / "checkpoint.pt"
+    )
     assert predict.main([str(image)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith(f"model: {paths.run_dir('improved_clean-seed1', 'full') / 'checkpoint.pt'} (run small, "
-                          f"profile full, test accuracy 99.68 % in {paths.metrics_path('full')})")
+    assert err.startswith(
+        f"model: {paths.run_dir('improved_clean-seed1', 'full') / 'checkpoint.pt'} (run small, "
+        f"profile full, test accuracy 99.68 % in {paths.metrics_path('full')})"
+    )
 
 
 @pytest.mark.slow
-def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tmp_path, monkeypatch, tiny_checkpoint):
+def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
     import os
     import subprocess
     import tempfile
@@ -366,8 +463,15 @@ def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tm
     _record("reference", "default", 0.99, tiny_checkpoint)
 
     def make_predict(img: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["make", "-s", "-o", ".venv/.installed", "predict", f"IMG={img}"], cwd=paths.ROOT,
-                              env=os.environ, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            ["make", "-s", "-o", ".venv/.installed", "predict", f"IMG={img}"],
+            cwd=paths.ROOT,
+            env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     spaced, plain = tmp_path / "my digit.png", tmp_path / "b.png"
     draw_seven().save(spaced)
@@ -375,16 +479,20 @@ def test_make_predict_takes_a_name_with_spaces_and_names_starting_with_a_dash(tm
     one = make_predict(str(spaced))
     assert one.returncode == 0, one.stderr
     assert one.stdout.startswith(f"{spaced}: ")
-    with tempfile.TemporaryDirectory(dir=paths.ROOT, prefix="-make-predict-") as folder:  # make runs in the repo root
-        dashed = Path(folder).relative_to(paths.ROOT) / "5.png"  # a relative name that starts with '-'
+    with tempfile.TemporaryDirectory(
+        dir=paths.ROOT, prefix="-make-predict-"
+    ) as folder:  # make runs in the repo root
+        # a relative name that starts with '-'
+        dashed = Path(folder).relative_to(paths.ROOT) / "5.png"
         draw_seven().save(paths.ROOT / dashed)
         two = make_predict(f"{dashed} {plain}")
     assert two.returncode == 0, two.stderr
     assert [line.split(":")[0] for line in two.stdout.splitlines()] == [str(dashed), str(plain)]
 
 
-def ruled(image: Image.Image, squared: bool = False, spacing: int = 22, ink: int = 90
-          ) -> Image.Image:
+def ruled(
+    image: Image.Image, squared: bool = False, spacing: int = 22, ink: int = 90
+) -> Image.Image:
     """The drawing on ruled (or squared) paper: slightly tilted 2-pixel lines across the whole
     image."""
     out = image.copy()

@@ -1,4 +1,5 @@
 """The study on Ray: a real two-node cluster on this machine (loopback only), a killed worker, Ctrl-C, and one process."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ def cluster():
         from ray.cluster_utils import Cluster
 
         assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before the loopback setting"
-        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
-                                                              "include_dashboard": False})
+        nodes = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+            },
+        )
         nodes.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         mp.setenv("RAY_ADDRESS", nodes.address)
         yield nodes
@@ -57,30 +64,49 @@ def _kill_one_task(killed: list[int]) -> None:
 
 
 @pytest.mark.slow
-def test_two_node_study_survives_a_killed_worker_and_equals_one_process(cluster, tmp_path, monkeypatch, data_root):
+def test_two_node_study_survives_a_killed_worker_and_equals_one_process(
+    cluster, tmp_path, monkeypatch, data_root
+):
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "ray"))
     bad = CONFIGS[-1].replace(name="bad-seed0", schedule="bogus")
     diverging = RunConfig(name="nan-seed0", epochs=1, train_size=128, test_size=200, lr=1e12)
     killed: list[int] = []
     killer = threading.Thread(target=_kill_one_task, args=(killed,), daemon=True)
     killer.start()
-    fine_tunes = [CONFIGS[2:]]  # added after the first recorded run: ahead of the runs waiting, their parents running or done
-    summary = study.run_study([*CONFIGS[:2], bad, diverging], "quick",
-                              more=lambda: fine_tunes.pop() if fine_tunes and runs.read_metrics("quick") else [])
+    # added after the first recorded run: ahead of the runs waiting, their parents running or done
+    fine_tunes = [CONFIGS[2:]]
+    summary = study.run_study(
+        [*CONFIGS[:2], bad, diverging],
+        "quick",
+        more=lambda: fine_tunes.pop() if fine_tunes and runs.read_metrics("quick") else [],
+    )
     killer.join()
     assert killed, "no task worker was seen to kill"
-    assert set(summary["failed"]) == {"bad-seed0", "nan-seed0"}  # real errors, by name; the other runs complete
-    assert "unknown schedule" in summary["failed"]["bad-seed0"] and "diverged" in summary["failed"]["nan-seed0"]
+    # real errors, by name; the other runs complete
+    assert set(summary["failed"]) == {
+        "bad-seed0",
+        "nan-seed0",
+    }
+    assert (
+        "unknown schedule" in summary["failed"]["bad-seed0"]
+        and "diverged" in summary["failed"]["nan-seed0"]
+    )
     assert summary["trained"] == len(CONFIGS)  # (which node ran them depends on the kill's timing)
     on_ray = runs.read_metrics("quick")
     assert set(on_ray) == {c.name for c in CONFIGS}
     for c in CONFIGS:
-        assert {"checkpoint.pt", "history.json"} <= {f.name for f in paths.run_dir(c.name, "quick").iterdir()}
+        assert {"checkpoint.pt", "history.json"} <= {
+            f.name for f in paths.run_dir(c.name, "quick").iterdir()
+        }
     assert not list((tmp_path / "ray").rglob("*.part"))
-    assert study.run_study(CONFIGS, "quick")["skipped"] == len(CONFIGS)  # finished runs are not resubmitted
+    # finished runs are not resubmitted
+    assert study.run_study(CONFIGS, "quick")["skipped"] == len(CONFIGS)
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "spread"))
-    both = study.run_study([c.replace(name=f"spread-{i}") for i, c in enumerate(CONFIGS[:2])], "quick")
-    assert both["trained"] == 2 and len(both["nodes"]) == 2  # two runs at once on two 1-CPU nodes: one on each
+    both = study.run_study(
+        [c.replace(name=f"spread-{i}") for i, c in enumerate(CONFIGS[:2])], "quick"
+    )
+    # two runs at once on two 1-CPU nodes: one on each
+    assert both["trained"] == 2 and len(both["nodes"]) == 2
 
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path / "one"))
     threads = torch.get_num_threads()
@@ -88,8 +114,12 @@ def test_two_node_study_survives_a_killed_worker_and_equals_one_process(cluster,
     try:
         for c in CONFIGS:  # parents come first in CONFIGS
             one = runs.train_run(c, "quick", progress=False)
-            assert {k: on_ray[c.name][k] for k in ("test_accuracy", "test_loss", "val_accuracy", "train_images")} == {
-                k: one[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "train_images")}, c.name
+            assert {
+                k: on_ray[c.name][k]
+                for k in ("test_accuracy", "test_loss", "val_accuracy", "train_images")
+            } == {
+                k: one[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "train_images")
+            }, c.name
     finally:
         torch.set_num_threads(threads)
 
@@ -99,7 +129,9 @@ def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, 
     def tunables_in_a_task() -> str | None:
         ray = study.start_ray()
         try:
-            return ray.get(ray.remote(num_cpus=1)(lambda: os.environ.get("GLIBC_TUNABLES")).remote())
+            return ray.get(
+                ray.remote(num_cpus=1)(lambda: os.environ.get("GLIBC_TUNABLES")).remote()
+            )
         finally:
             ray.shutdown()
 
@@ -109,27 +141,62 @@ def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, 
     assert tunables_in_a_task() == "glibc.malloc.arena_max=2"
 
 
-@pytest.mark.parametrize("target, command", [("nb/04_training", "mnist_utils.run_notebook"), ("study-runs", "mnist_utils train"),
-                                             ("bench", "mnist_utils.bench")])
+@pytest.mark.parametrize(
+    "target, command",
+    [
+        ("nb/04_training", "mnist_utils.run_notebook"),
+        ("study-runs", "mnist_utils train"),
+        ("bench", "mnist_utils.bench"),
+    ],
+)
 def test_make_trains_with_the_allocator_setting_or_the_users_own(target, command):
     """The Makefile's copy of the setting is ``study.ALLOCATOR``, and its recipes put it (or the user's own) in front of
     every process that trains: the notebook kernels, the study driver, the benchmark."""
-    dry_run = subprocess.run(["make", "-n", target], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout
+    dry_run = subprocess.run(
+        ["make", "-n", target], cwd=paths.ROOT, capture_output=True, text=True, check=True
+    ).stdout
     line = next(line for line in dry_run.splitlines() if command in line)
     assignment = re.search(r'GLIBC_TUNABLES="[^"]*"', line)
     assert assignment, f"`make {target}` starts {command} without GLIBC_TUNABLES: {line}"
-    for users, expected in ((None, study.ALLOCATOR), ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2")):
-        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | ({"GLIBC_TUNABLES": users} if users else {})
-        seen = subprocess.run(["bash", "-c", f"{assignment[0]} printenv GLIBC_TUNABLES"], env=env, capture_output=True,
-                              text=True, check=True).stdout.strip()
+    for users, expected in (
+        (None, study.ALLOCATOR),
+        ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2"),
+    ):
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | (
+            {"GLIBC_TUNABLES": users} if users else {}
+        )
+        seen = subprocess.run(
+            ["bash", "-c", f"{assignment[0]} printenv GLIBC_TUNABLES"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert seen == expected, target
 
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_study_leaving_only_whole_runs(cluster, tmp_path, data_root):
     env = {**os.environ, "MNIST_ARTIFACTS_DIR": str(tmp_path), "PYTHONPATH": str(paths.ROOT)}
-    driver = subprocess.Popen([sys.executable, "-m", "mnist_utils", "train", "reference", "no_aug", "--profile", "quick",
-                               "--seeds", "0", "1", "2"], env=env, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mnist_utils",
+            "train",
+            "reference",
+            "no_aug",
+            "--profile",
+            "quick",
+            "--seeds",
+            "0",
+            "1",
+            "2",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = paths.metrics_path("quick").relative_to(paths.artifacts_dir())
     while not (tmp_path / metrics).is_file() and driver.poll() is None:
         time.sleep(0.2)
@@ -144,19 +211,29 @@ def test_ctrl_c_stops_the_study_leaving_only_whole_runs(cluster, tmp_path, data_
 
 @pytest.mark.slow
 def test_modules_import_without_fcntl_and_without_starting_ray():
-    code = ("import sys; sys.modules['fcntl'] = None; import mnist_utils.runs, mnist_utils.study, mnist_utils.experiments; "
-            "assert 'ray' not in sys.modules, 'ray imported'")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=paths.ROOT)
+    code = (
+        "import sys; sys.modules['fcntl'] = None; import mnist_utils.runs, mnist_utils.study, mnist_utils.experiments; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=paths.ROOT
+    )
     assert proc.returncode == 0, proc.stderr
 
 
-def test_a_run_name_holding_another_config_is_named_and_kept_before_ray_starts(tmp_path, monkeypatch):
+def test_a_run_name_holding_another_config_is_named_and_kept_before_ray_starts(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(tmp_path))
     parent, child = CONFIGS[0], CONFIGS[2]  # improved-seed0 and its fine-tune
     ckpt = paths.run_dir(parent.name, "quick") / "checkpoint.pt"
     engine.save_checkpoint(ckpt, {"config": parent.replace(lr=1.0).to_dict(), "model": {}})
     before = ckpt.read_bytes()
     summary = study.run_study([parent, child], "quick")
-    assert "startup_seconds" not in summary and summary["trained"] == 0  # nothing left to train: no Ray
-    assert "of another config" in summary["failed"][parent.name] and "parent" in summary["failed"][child.name]
+    # nothing left to train: no Ray
+    assert "startup_seconds" not in summary and summary["trained"] == 0
+    assert (
+        "of another config" in summary["failed"][parent.name]
+        and "parent" in summary["failed"][child.name]
+    )
     assert ckpt.read_bytes() == before

@@ -1,4 +1,5 @@
 """The explorers of mnist_utils.widgets without a browser: they show what they were given."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +20,14 @@ def test_the_affine_explorer_shows_the_lessons_matrix_for_its_sliders():
     lesson = lesson_namespace("02_augmentation.ipynb")
     x = torch.rand(4, 1, 28, 28)
     g = torch.Generator().manual_seed(0)
-    explorer = widgets.AffineExplorer(x, lesson["compose_affine"], lesson["augment_images"],
-                                      lesson["torchvision_steps"], lesson["centred_crop"],
-                                      lambda n: augment.sample_params(n, g))
+    explorer = widgets.AffineExplorer(
+        x,
+        lesson["compose_affine"],
+        lesson["augment_images"],
+        lesson["torchvision_steps"],
+        lesson["centred_crop"],
+        lambda n: augment.sample_params(n, g),
+    )
     explorer.angle.value, explorer.scale.value, explorer.dy.value = 7.5, 0.75, -2.0
     expected = lesson["compose_affine"](*explorer.params())[0].numpy()
     assert np.allclose(explorer.shown_matrix()[:2], expected, atol=6e-4)

@@ -156,9 +156,8 @@ def test_confusion_cells_clicked_and_picked_in_jupyterlab(lab, page, artifacts):
         first = tuple(
             map(int, re.search(r"true (\d), predicted (\d)", title.inner_text()).groups())
         )
-        changes = sum(
-            a != b for a, b in zip([first, *CELLS], CELLS)
-        )  # re-clicking the shown cell changes nothing
+        # re-clicking the shown cell changes nothing
+        changes = sum(a != b for a, b in zip([first, *CELLS], CELLS))
         for t, p in CELLS:
             page.locator(f"button.cm-{t}-{p}").click()
             sync_api.expect(title).to_contain_text(
@@ -171,9 +170,8 @@ def test_confusion_cells_clicked_and_picked_in_jupyterlab(lab, page, artifacts):
         page.locator(".confusion-output").first.screenshot(path=SHOTS / "widgets_05_cell.png")
         page.evaluate(PROBE, [output.element_handle(), "pick from the menus", ["change"]])
         page.locator(".confusion-true select").select_option(label="7")
-        sync_api.expect(title).to_contain_text(
-            f"true 7, predicted {CELLS[-1][1]}"
-        )  # the last click's column
+        # the last click's column
+        sync_api.expect(title).to_contain_text(f"true 7, predicted {CELLS[-1][1]}")
         page.locator(".confusion-predicted select").select_option(label="7")
         sync_api.expect(title).to_contain_text(f"true 7, predicted 7: {int(cm[7, 7])} test images")
         sync_api.expect(images).to_have_count(min(int(cm[7, 7]), 24))
