@@ -1,4 +1,5 @@
-"""`python -m mnist_utils COMMAND ...`: the package's command-line tools (add a command to COMMANDS)."""
+"""`python -m mnist_utils COMMAND ...`: the package's command-line tools (add a command to
+COMMANDS)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to the command's ``main``; usage and exit 2 for a missing or unknown command, exit 1 for a user error."""
+    """Dispatch to the command's ``main``; usage and exit 2 for a missing or unknown command, exit 1
+    for a user error."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(usage())

@@ -1,4 +1,5 @@
-"""The reference torchvision transforms, and their batched equivalent: one random affine per image, applied at once."""
+"""The reference torchvision transforms, and their batched equivalent: one random affine per image,
+applied at once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from .config import REFERENCE_AUGMENT
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-"""Rounded mean and std of all training pixels in [0, 1]: notebook 1 computes them by streaming sums and checks these."""
+"""Rounded mean and std of all training pixels in [0, 1]: notebook 1 computes them by streaming sums
+and checks these."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class AugmentSpec:
         0.0  # elastic distortion strength in pixels (Simard et al. 2003 use 34); 0 switches it off
     )
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
-    noise: float = 0.0  # clipped Gaussian pixel noise, σ ~ U(0, noise) per image (pixel units); 0 switches it off
+    # clipped Gaussian pixel noise, σ ~ U(0, noise) per image (pixel units); 0 switches it off
+    noise: float = 0.0
 
     @classmethod
     def from_names(cls, names: tuple[str, ...]) -> AugmentSpec:
@@ -78,7 +81,8 @@ REFERENCE_SPEC = AugmentSpec.from_names(REFERENCE_AUGMENT)
 
 
 def reference_transforms(spec: AugmentSpec = REFERENCE_SPEC) -> list:
-    """The torchvision (PIL) transforms a reader knows, in the reference order: rotation, resized crop, translation."""
+    """The torchvision (PIL) transforms a reader knows, in the reference order: rotation, resized
+    crop, translation."""
     from torchvision import transforms as T
 
     out = []
@@ -96,7 +100,8 @@ def reference_transforms(spec: AugmentSpec = REFERENCE_SPEC) -> list:
 
 
 def reference_pipeline(train: bool):
-    """The stock torchvision pipeline: (the reference augmentation for training) + ToTensor + Normalize."""
+    """The stock torchvision pipeline: (the reference augmentation for training) + ToTensor +
+    Normalize."""
     from torchvision import transforms as T
 
     return T.Compose(
@@ -113,7 +118,8 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tenso
 def sample_crop(
     n: int, g: torch.Generator, scale=(0.7, 1.0), ratio=(0.9, 1.1), size: int = 28
 ) -> torch.Tensor:
-    """Per-image (top, left, height, width) drawn like ``RandomResizedCrop.get_params`` (10 tries, then centre crop)."""
+    """Per-image (top, left, height, width) drawn like ``RandomResizedCrop.get_params`` (10 tries,
+    then centre crop)."""
     tries = 10
     area = size * size * _uniform(n * tries, *scale, g).view(n, tries)
     aspect = torch.exp(_uniform(n * tries, math.log(ratio[0]), math.log(ratio[1]), g)).view(
@@ -136,7 +142,8 @@ def sample_crop(
 def sample_params(
     n: int, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC, size: int = 28
 ) -> dict[str, torch.Tensor]:
-    """Independent random parameters for each of ``n`` images (identity where a transform is off)."""
+    """Independent random parameters for each of ``n`` images (identity where a transform is
+    off)."""
     zeros = torch.zeros(n, dtype=torch.float64)
     angle = _uniform(n, -spec.degrees, spec.degrees, g) if spec.rotate else zeros
     crop = (
@@ -156,7 +163,8 @@ def sample_params(
 
 
 def params_to_theta(p: dict[str, torch.Tensor], size: int = 28) -> torch.Tensor:
-    """Compose flip → rotation → resized crop → translation into one output→input affine [N, 2, 3] for ``affine_grid``."""
+    """Compose flip → rotation → resized crop → translation into one output→input affine [N, 2, 3]
+    for ``affine_grid``."""
     a = torch.deg2rad(p["angle"])
     cos, sin = torch.cos(a), torch.sin(a)
     # output -> input of rotation
@@ -176,7 +184,8 @@ def params_to_theta(p: dict[str, torch.Tensor], size: int = 28) -> torch.Tensor:
 def apply_theta(
     x: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Resample a float batch [N, 1, H, W] with one affine per image, plus an optional field [N, H, W, 2] (bilinear, zero fill)."""
+    """Resample a float batch [N, 1, H, W] with one affine per image, plus an optional field [N, H,
+    W, 2] (bilinear, zero fill)."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     if displacement is not None:
         grid = grid + displacement.to(device=x.device, dtype=x.dtype)
@@ -194,7 +203,8 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 def elastic_field(
     n: int, g: torch.Generator, alpha: float, sigma: float, size: int = 28
 ) -> torch.Tensor:
-    """Simard-style elastic distortion: uniform noise in [-1, 1] per pixel, Gaussian-smoothed, times alpha pixels.
+    """Simard-style elastic distortion: uniform noise in [-1, 1] per pixel, Gaussian-smoothed, times
+    alpha pixels.
 
     Returned in ``grid_sample`` units (2 / size per pixel) as [N, size, size, 2] (x, y).
     """
@@ -209,7 +219,8 @@ def elastic_field(
 def _draw(
     shape: torch.Size, g: torch.Generator, spec: AugmentSpec, dtype: torch.dtype
 ) -> dict[str, torch.Tensor | None]:
-    """The random numbers of one :func:`augment_batch` call on a batch of ``shape``, in its order: affine, field, noise."""
+    """The random numbers of one :func:`augment_batch` call on a batch of ``shape``, in its order:
+    affine, field, noise."""
     n, size, noise = shape[0], shape[-1], spec.noise > 0
     return {
         **sample_params(n, g, spec, size),  # float64 on the CPU
@@ -229,9 +240,10 @@ def augment_batch(
 ) -> torch.Tensor:
     """Augment a float batch [N, 1, 28, 28] in [0, 1] with an independent random draw per image.
 
-    With ``batch_size``, the random numbers are drawn for each ``batch_size`` images in turn, so the images equal those of
-    separate calls on those batches, to the bit, and ``g`` ends in the same state; resampling them all at once is faster
-    (the engine augments 1,024 training images per call)."""
+    With ``batch_size``, the random numbers are drawn for each ``batch_size`` images in turn, so the
+    images equal those of separate calls on those batches, to the bit, and ``g`` ends in the same
+    state; resampling them all at once is faster (the engine augments 1,024 training images per
+    call)."""
     if not spec.active:
         return x
     draws = [_draw(part.shape, g, spec, x.dtype) for part in x.split(batch_size or len(x))]
@@ -255,7 +267,8 @@ def add_clipped_noise(
     g: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x + σ·N(0, 1) per pixel, clipped to [0, 1], for images in [0, 1]; σ a number or one per image [N, 1, 1, 1].
+    """x + σ·N(0, 1) per pixel, clipped to [0, 1], for images in [0, 1]; σ a number or one per image
+    [N, 1, 1, 1].
 
     ``noise``: the N(0, 1) draws, shaped like x; else drawn here from ``g``."""
     noise = torch.randn(x.shape, generator=g, dtype=x.dtype) if noise is None else noise
@@ -263,10 +276,12 @@ def add_clipped_noise(
 
 
 def to_unit(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 28, 28] → float32 [N, 1, 28, 28] in [0, 1]: the one conversion of stored images to model inputs."""
+    """uint8 [N, 28, 28] → float32 [N, 1, 28, 28] in [0, 1]: the one conversion of stored images to
+    model inputs."""
     return images_u8.unsqueeze(1).to(torch.float32).div_(255.0)
 
 
 def normalize(x: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
-    """(x - mean) / std for images in [0, 1] (the defaults as parameters: TorchScript cannot read a module's floats)."""
+    """(x - mean) / std for images in [0, 1] (the defaults as parameters: TorchScript cannot read a
+    module's floats)."""
     return (x - mean) / std

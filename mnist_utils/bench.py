@@ -1,5 +1,6 @@
-"""`make bench`: the reference recipe the stock torchvision way vs the project's engine vs pure compute vs the hardware
-floor, interleaved (A B C … A B C …) so machine noise hits every pipeline alike; and time to 99 % over several seeds."""
+"""`make bench`: the reference recipe the stock torchvision way vs the project's engine vs pure
+compute vs the hardware floor, interleaved (A B C … A B C …) so machine noise hits every pipeline
+alike; and time to 99 % over several seeds."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ FAST_RECIPE = RunConfig(
     augment=(),
     precision="bfloat16",
 )
-"""A recipe of this project's design for the time-to-99 % race (see models.fast_cnn): one epoch, bfloat16 forward passes
-(2 epochs of batch 256 at 5e-3 took 7.3 s and missed 99 % on one seed of three; this took 4.5-4.9 s, 99.04-99.18 % over 8 seeds)."""
+"""A recipe of this project's design for the time-to-99 % race (see models.fast_cnn): one epoch,
+bfloat16 forward passes (2 epochs of batch 256 at 5e-3 took 7.3 s and missed 99 % on one seed of
+three; this took 4.5-4.9 s, 99.04-99.18 % over 8 seeds)."""
 
 
 def _rate(images: int, seconds: float) -> float:
@@ -66,7 +68,8 @@ def _adam_step(
     y: torch.Tensor,
     precision: str = "float32",
 ) -> None:
-    """One training step of the reference recipe: forward (autocast to ``precision``, as the engine), NLL loss, backward, Adam."""
+    """One training step of the reference recipe: forward (autocast to ``precision``, as the
+    engine), NLL loss, backward, Adam."""
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
         log_probs = model(x)
@@ -75,7 +78,8 @@ def _adam_step(
 
 
 def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
-    """The reference recipe as torchvision's docs write it: PIL transforms, DataLoader, eager model, default Adam."""
+    """The reference recipe as torchvision's docs write it: PIL transforms, DataLoader, eager model,
+    default Adam."""
     from torch.utils.data import DataLoader
 
     torch.manual_seed(seed)
@@ -89,7 +93,8 @@ def stock_epoch_s(steps: int, workers: int, seed: int = 0) -> float:
 
 
 def project_epoch_s(steps: int, seed: int = 0, precision: str = "float32") -> float:
-    """The reference recipe through :func:`engine.fit` (in-memory uint8, batched augmentation), on ``steps`` batches."""
+    """The reference recipe through :func:`engine.fit` (in-memory uint8, batched augmentation), on
+    ``steps`` batches."""
     train = load_split(True).subset(64 * steps, seed=seed)
     result = fit(
         REFERENCE.replace(epochs=1, seed=seed, precision=precision),
@@ -104,7 +109,8 @@ def project_epoch_s(steps: int, seed: int = 0, precision: str = "float32") -> fl
 def compute_epoch_s(
     steps: int, seed: int = 0, channels_last: bool = True, precision: str = "float32"
 ) -> float:
-    """Forward + backward + fused Adam step alone, on random tensors; defaults are the settings the engine trains with."""
+    """Forward + backward + fused Adam step alone, on random tensors; defaults are the settings the
+    engine trains with."""
     torch.manual_seed(seed)
     model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     if channels_last:
@@ -117,8 +123,9 @@ def compute_epoch_s(
 
 
 def augment_epoch_s(steps: int, seed: int = 0) -> float:
-    """The engine's augmentation alone, as :func:`engine.fit` calls it (uint8 → float, one affine per image, ``grid_sample``;
-    :data:`engine.AUGMENT_IMAGES` images per call, drawn batch by batch), for at least ``steps`` batches of 64."""
+    """The engine's augmentation alone, as :func:`engine.fit` calls it (uint8 → float, one affine
+    per image, ``grid_sample``; :data:`engine.AUGMENT_IMAGES` images per call, drawn batch by
+    batch), for at least ``steps`` batches of 64."""
     g, size = torch.Generator().manual_seed(seed), AUGMENT_IMAGES
     calls = math.ceil(64 * steps / size)
     # 1 warm-up call, then ``calls`` timed
@@ -136,7 +143,8 @@ def _one_thread_compute(steps: int, seed: int) -> float:
 
 
 def two_processes_epoch_s(steps: int, seed: int = 0) -> float:
-    """Seconds per epoch of throughput when two 1-thread processes train side by side (the study's Ray tasks)."""
+    """Seconds per epoch of throughput when two 1-thread processes train side by side (the study's
+    Ray tasks)."""
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         # start both workers (spawn, import torch) before the timed calls
         list(pool.map(abs, range(2)))
@@ -178,7 +186,8 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def epoch_flops() -> float:
-    """Floating-point operations of one epoch of the reference recipe (forward + backward), counted by PyTorch."""
+    """Floating-point operations of one epoch of the reference recipe (forward + backward), counted
+    by PyTorch."""
     model, x, y = ReferenceCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     with FlopCounterMode(display=False) as counter:
         F.nll_loss(model(x), y).backward()
@@ -192,7 +201,8 @@ def sgemm_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 
 def time_to_99(config: RunConfig, train: Split, test: Split) -> dict:
-    """Wall time from an untrained model to the end of the fast recipe, test evaluation included, and its accuracy."""
+    """Wall time from an untrained model to the end of the fast recipe, test evaluation included,
+    and its accuracy."""
     start = time.perf_counter()
     result = fit(config, train, None, device="cpu", progress=False)
     accuracy = evaluate(result.model, test)["accuracy"]
@@ -200,9 +210,9 @@ def time_to_99(config: RunConfig, train: Split, test: Split) -> dict:
 
 
 def peer_cnn() -> nn.Sequential:
-    """The network of the fastest published MNIST recipe we know (tuomaso/train_mnist_fast, final version: 99.04 ±
-    0.07 % in 0.76 s on a GTX 1660 Ti), written from its description: 1→24 5×5, pool, ReLU, 24→32 3×3, pool, ReLU,
-    800→256, ReLU, 256→10, log-softmax."""
+    """The network of the fastest published MNIST recipe we know (tuomaso/train_mnist_fast, final
+    version: 99.04 ± 0.07 % in 0.76 s on a GTX 1660 Ti), written from its description: 1→24 5×5,
+    pool, ReLU, 24→32 3×3, pool, ReLU, 800→256, ReLU, 256→10, log-softmax."""
     return nn.Sequential(
         nn.Conv2d(1, 24, 5),
         nn.MaxPool2d(2),
@@ -219,8 +229,9 @@ def peer_cnn() -> nn.Sequential:
 
 
 def peer_time_to_99(seed: int, train: Split, test: Split, batch_size: int = 256) -> dict:
-    """The peer recipe in float32, timed like :func:`time_to_99`: normalise the tensors, shuffle once, one epoch of
-    Adam (lr 1e-2, betas 0.7/0.9) with OneCycle stepped per batch (no momentum cycling), then score the test set."""
+    """The peer recipe in float32, timed like :func:`time_to_99`: normalise the tensors, shuffle
+    once, one epoch of Adam (lr 1e-2, betas 0.7/0.9) with OneCycle stepped per batch (no momentum
+    cycling), then score the test set."""
     start = time.perf_counter()
     torch.manual_seed(seed)
     x, y = normalize(to_unit(train.images)), train.labels
@@ -248,7 +259,8 @@ def peer_time_to_99(seed: int, train: Split, test: Split, batch_size: int = 256)
 
 
 def race(seeds: int, train: Split, test: Split) -> dict[str, list[dict]]:
-    """The project's racer and the peer recipe, seed by seed (A B A B …), on the same in-memory tensors."""
+    """The project's racer and the peer recipe, seed by seed (A B A B …), on the same in-memory
+    tensors."""
     runs: dict[str, list[dict]] = {"racer": [], "peer": []}
     for seed in range(seeds):
         runs["racer"].append(time_to_99(FAST_RECIPE.replace(seed=seed), train, test))
@@ -284,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     # `make bench` sets the study's (study.ALLOCATOR) for every pipeline
     tunables = os.environ.get("GLIBC_TUNABLES") or None
     print(
-        f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} batches of 64; "
+        f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} "
+        "batches of 64; "
         f"GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}"
     )
     values = interleaved(PIPELINES, args.rounds, args.steps)
@@ -337,22 +351,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, e in epochs.items():
         print(f"  {name:<{width}}  {e['min']:6.1f}  {e['median']:6.1f}  {e['max']:6.1f}")
     print(
-        f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm {gflops:.0f} GFLOP/s)\n"
+        f"  {'hardware floor':<{width}}  {floor:6.1f}          ({flops / 1e12:.2f} TFLOP at sgemm "
+        f"{gflops:.0f} GFLOP/s)\n"
     )
     t, acc = result["time_to_99_s"], result["time_to_99_accuracy"]
     print(
-        f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), {result['engine_over_compute']:.3f}x "
-        f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the bfloat16 forward pass "
-        f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and {result['engine_over_compute_bfloat16']:.3f}x "
+        f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), "
+        f"{result['engine_over_compute']:.3f}x "
+        f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the "
+        "bfloat16 forward pass "
+        f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and "
+        f"{result['engine_over_compute_bfloat16']:.3f}x "
         f"its compute; two 1-thread processes give "
-        f"{result['two_processes_throughput']:.2f}x the throughput of one {torch.get_num_threads()}-thread process\n"
-        f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / max of {len(races)} seeds, "
-        f"eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy mean {100 * acc['mean']:.2f} %, "
+        f"{result['two_processes_throughput']:.2f}x the throughput of one "
+        f"{torch.get_num_threads()}-thread process\n"
+        f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / "
+        f"max of {len(races)} seeds, "
+        f"eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy mean "
+        f"{100 * acc['mean']:.2f} %, "
         f"min {100 * acc['min']:.2f} %, ≥ 99 % in {acc['reached']} of {acc['seeds']}"
     )
     p, pacc = result["peer_s"], result["peer_accuracy"]
     print(
-        f"  the peer recipe (tuomaso/train_mnist_fast, float32), raced seed by seed: {p['min']:.1f} / "
+        "  the peer recipe (tuomaso/train_mnist_fast, float32), raced seed by seed: "
+        f"{p['min']:.1f} / "
         f"{p['median']:.1f} / {p['max']:.1f} s; test accuracy mean {100 * pacc['mean']:.2f} %, "
         f"min {100 * pacc['min']:.2f} %, ≥ 99 % in {pacc['reached']} of {pacc['seeds']}\n"
         f"  racer / peer (medians): {result['racer_over_peer']:.2f} (goal ≤ 0.5)"

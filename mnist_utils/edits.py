@@ -1,10 +1,12 @@
-"""A notebook's run belongs to the code and settings that trained it: an edit trains afresh, the old run is kept.
+"""A notebook's run belongs to the code and settings that trained it: an edit trains afresh, the old
+run is kept.
 
-Notebook 4 trains its run with lesson functions a student may change (``train_epoch``, ``evaluate``), an optimizer
-line they may change (``lr=1e-2``) and a config. :func:`run_folder` compares a fingerprint of all of them with the
-one stored beside the checkpoint: the same run resumes (or is reused when finished); a different one is moved aside
-to ``<name>@<its digest>`` — never deleted — and the edited run starts afresh in ``<name>/``. Undo the edit and the
-earlier run comes back from its ``@`` folder instead of training again.
+Notebook 4 trains its run with lesson functions a student may change (``train_epoch``,
+``evaluate``), an optimizer line they may change (``lr=1e-2``) and a config. :func:`run_folder`
+compares a fingerprint of all of them with the one stored beside the checkpoint: the same run
+resumes (or is reused when finished); a different one is moved aside to ``<name>@<its digest>`` —
+never deleted — and the edited run starts afresh in ``<name>/``. Undo the edit and the earlier run
+comes back from its ``@`` folder instead of training again.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ LESSON_FILE = "lesson.json"
 
 
 def fingerprint(config: RunConfig, model: nn.Module, optimizer, functions: list[Callable]) -> dict:
-    """What defines a notebook's run: its config, the model's layers, the optimizer and its settings, the code of
-    the lesson functions that train and score it."""
+    """What defines a notebook's run: its config, the model's layers, the optimizer and its
+    settings, the code of the lesson functions that train and score it."""
     settings = {
         k: v
         for k, v in optimizer.defaults.items()
@@ -63,9 +65,10 @@ def _free(folder: Path) -> Path:
 
 
 def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:
-    """The folder that holds the run ``print_`` describes: ``artifacts/runs/<profile>/<name>/``. A run of other code or
-    settings found there is moved to ``<name>@<its digest>`` (kept whole); a run of this fingerprint kept that way
-    earlier is moved back, so undoing an edit reuses its run."""
+    """The folder that holds the run ``print_`` describes: ``artifacts/runs/<profile>/<name>/``. A
+    run of other code or settings found there is moved to ``<name>@<its digest>`` (kept whole); a
+    run of this fingerprint kept that way earlier is moved back, so undoing an edit reuses its
+    run."""
     from .engine import CHECKPOINT
 
     folder, key = paths.run_dir(config.name, profile), digest(print_)

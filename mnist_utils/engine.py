@@ -1,4 +1,5 @@
-"""Training and evaluation on in-memory tensors: device choice, the epoch loop, checkpoints and resume."""
+"""Training and evaluation on in-memory tensors: device choice, the epoch loop, checkpoints and
+resume."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from .models import build_model
 
 CHECKPOINT = "checkpoint.pt"
 AUGMENT_IMAGES = 1024
-"""Training images :func:`fit` augments per call, drawn batch by batch (the same images as one call per batch): one
-resampling per 16 batches of 64 cut the engine's time beyond the model's compute from 1.7 to 1.2 s per reference epoch."""
+"""Training images :func:`fit` augments per call, drawn batch by batch (the same images as one call
+per batch): one resampling per 16 batches of 64 cut the engine's time beyond the model's compute
+from 1.7 to 1.2 s per reference epoch."""
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, is missing or damaged, or belongs to another run; the message says the fix."""
+    """A checkpoint cannot be written, is missing or damaged, or belongs to another run; the message
+    says the fix."""
 
 
 class DeviceError(ValueError):
@@ -44,14 +47,16 @@ class Interrupted(RuntimeError):
 
 
 def select_device(preference: str | None = None) -> torch.device:
-    """``preference`` or ``$MNIST_DEVICE`` if given, else this machine's accelerator (CUDA, MPS, ...), else the CPU."""
+    """``preference`` or ``$MNIST_DEVICE`` if given, else this machine's accelerator (CUDA, MPS,
+    ...), else the CPU."""
     preference = preference or os.environ.get("MNIST_DEVICE") or None
     if preference:
         try:
             device = torch.device(preference)
         except RuntimeError:
             raise DeviceError(
-                f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or unset "
+                f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or "
+                "unset "
                 f"MNIST_DEVICE to pick the best one."
             ) from None
         available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(
@@ -59,7 +64,8 @@ def select_device(preference: str | None = None) -> torch.device:
         )
         if available is not None and not available():
             raise DeviceError(
-                f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, or unset "
+                f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, "
+                "or unset "
                 f"MNIST_DEVICE to pick the best one."
             )
         return device
@@ -74,7 +80,8 @@ def show_progress() -> bool:
 
 
 def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed cross-entropy."""
+    """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed
+    cross-entropy."""
     return (
         F.nll_loss(log_probs, target)
         if smoothing == 0
@@ -86,10 +93,11 @@ def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.
 def predict_log_probs_unit(
     model: nn.Module, x: torch.Tensor, batch_size: int = 128
 ) -> torch.Tensor:
-    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval mode, no gradients.
+    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval
+    mode, no gradients.
 
-    Batches of 128 keep a batch's activations in the CPU's cache: the deep model scores 5,000 images 1.5-2x faster than
-    in batches of 1,000, on one thread or two."""
+    Batches of 128 keep a batch's activations in the CPU's cache: the deep model scores 5,000 images
+    1.5-2x faster than in batches of 1,000, on one thread or two."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -102,7 +110,8 @@ def predict_log_probs_unit(
 
 
 def predict_log_probs(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see :func:`predict_log_probs_unit`)."""
+    """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see
+    :func:`predict_log_probs_unit`)."""
     return predict_log_probs_unit(model, to_unit(images_u8.cpu()))
 
 
@@ -129,7 +138,8 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically; a full or read-only disk raises :class:`CheckpointError` and leaves no partial file."""
+    """Write a checkpoint atomically; a full or read-only disk raises :class:`CheckpointError` and
+    leaves no partial file."""
     try:
         paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
     except (
@@ -137,8 +147,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
         RuntimeError,
     ) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
         raise CheckpointError(
-            f"Cannot write checkpoint {path}: disk full or not writable ({str(exc).splitlines()[0]}); any earlier "
-            f"checkpoint there is kept. Free space or fix permissions, then re-run to resume (or set MNIST_ARTIFACTS_DIR)."
+            f"Cannot write checkpoint {path}: disk full or not writable "
+            f"({str(exc).splitlines()[0]}); any earlier "
+            "checkpoint there is kept. Free space or fix permissions, then re-run to resume (or "
+            "set MNIST_ARTIFACTS_DIR)."
         ) from exc
 
 
@@ -170,8 +182,9 @@ def _fix(path: Path, problem: str) -> str:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint with ``weights_only=True`` after checking the CRC-32 that its zip container stores for every
-    member (``torch.load`` does not); a missing or damaged file raises :class:`CheckpointError`."""
+    """Load a checkpoint with ``weights_only=True`` after checking the CRC-32 that its zip container
+    stores for every member (``torch.load`` does not); a missing or damaged file raises
+    :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         fix = (
@@ -208,7 +221,8 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Module, RunConfig, dict]:
-    """Rebuild the trained model from a checkpoint: (model in eval mode, its config, the checkpoint)."""
+    """Rebuild the trained model from a checkpoint: (model in eval mode, its config, the
+    checkpoint)."""
     state = load_checkpoint(path)
     try:
         config = RunConfig.from_dict(state["config"])
@@ -254,7 +268,8 @@ def training_state(
     g: torch.Generator,
     scheduler=None,
 ) -> dict:
-    """Everything a run needs to continue exactly where it stopped: weights, optimizer, schedule, both RNGs, history."""
+    """Everything a run needs to continue exactly where it stopped: weights, optimizer, schedule,
+    both RNGs, history."""
     return {
         "config": config.to_dict(),
         "epoch": len(history),
@@ -268,13 +283,15 @@ def training_state(
 
 
 def checkpoint_of(path: Path, config: RunConfig) -> dict:
-    """The checkpoint at ``path``, which ``config`` must have written: else :class:`RunConflictError`, the file kept."""
+    """The checkpoint at ``path``, which ``config`` must have written: else
+    :class:`RunConflictError`, the file kept."""
     state = load_checkpoint(path)
     if (
         RunConfig.from_dict(state["config"]) != config
     ):  # fields added since the checkpoint take their defaults
         raise RunConflictError(
-            f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: `rm -r {Path(path).parent}`, "
+            f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: "
+            f"`rm -r {Path(path).parent}`, "
             f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`."
         )
     return state
@@ -283,7 +300,8 @@ def checkpoint_of(path: Path, config: RunConfig) -> dict:
 def resume(
     path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None
 ) -> list[dict]:
-    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its history ([] if none)."""
+    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its
+    history ([] if none)."""
     if not Path(path).is_file():
         return []
     state = checkpoint_of(path, config)
@@ -316,12 +334,14 @@ def fit(
     stop_after_steps: int | None = None,
     init_weights: dict | None = None,
 ) -> FitResult:
-    """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to ``run_dir``.
+    """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to
+    ``run_dir``.
 
-    The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a learning-rate schedule,
-    label smoothing and a progress bar. With a checkpoint of the same config in ``run_dir``,
-    training continues after its last epoch and ends as an uninterrupted run would. ``init_weights`` (a state dict)
-    starts a fresh run from trained weights instead of a random initialisation: fine-tuning.
+    The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a
+    learning-rate schedule, label smoothing and a progress bar. With a checkpoint of the same config
+    in ``run_dir``, training continues after its last epoch and ends as an uninterrupted run would.
+    ``init_weights`` (a state dict) starts a fresh run from trained weights instead of a random
+    initialisation: fine-tuning.
     """
     device = select_device(device) if not isinstance(device, torch.device) else device
     if config.precision not in ("float32", "bfloat16"):

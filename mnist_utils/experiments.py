@@ -1,4 +1,5 @@
-"""The study beyond the reference: ablations, single improvements, the combined `improved` model, ensemble and TTA."""
+"""The study beyond the reference: ablations, single improvements, the combined `improved` model,
+ensemble and TTA."""
 
 from __future__ import annotations
 
@@ -74,11 +75,13 @@ IMPROVEMENTS = (
     ),
 )
 IMPROVED_FROM = ("batchnorm", "third_conv", "onecycle", "label_smoothing")
-"""The single improvements `improved` combines: chosen by hand from an earlier full-profile study (notebook 6 says so)."""
+"""The single improvements `improved` combines: chosen by hand from an earlier full-profile study
+(notebook 6 says so)."""
 BASE = Variant(
     "search_base",
     "search",
-    "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation + pixel noise",
+    "BatchNorm + third conv block + OneCycle + label smoothing, reference augmentation + pixel "
+    "noise",
     {
         "model": "improved",
         "schedule": "onecycle",
@@ -109,18 +112,21 @@ SEARCH = (
         dict(BASE.changes, model="deep"),
     ),
 )
-"""The candidate recipes of `improved`, trained with the plan's search seeds and scored on the validation split only.
-`search_short` asks whether the finals can train fewer epochs: the base recipe's validation curve is flat over its
-last epochs (a 1.5x longer schedule lost on validation in an earlier full study and would take a deep model past
-10 min). Dropout 0.4 as in Deotte's recipe of 99.65 % mean over 100 runs; his network also stacks convolutions
-before each downsampling, as `search_deep` does."""
+"""The candidate recipes of `improved`, trained with the plan's search seeds and scored on the
+validation split only. `search_short` asks whether the finals can train fewer epochs: the base
+recipe's validation curve is flat over its last epochs (a 1.5x longer schedule lost on validation in
+an earlier full study and would take a deep model past 10 min). Dropout 0.4 as in Deotte's recipe of
+99.65 % mean over 100 runs; his network also stacks convolutions before each downsampling, as
+`search_deep` does."""
 CLEAN_CHANGES = {"augment": (), "lr": 1e-4, "schedule": "constant"}
-"""Augmentation makes the training digits more varied than the test digits (the crop only zooms in); a short
-fine-tune on the clean images, at a small learning rate, moves the model back to the distribution it is tested on."""
+"""Augmentation makes the training digits more varied than the test digits (the crop only zooms in);
+a short fine-tune on the clean images, at a small learning rate, moves the model back to the
+distribution it is tested on."""
 
 
 def final_variants(recipe: Variant) -> tuple[Variant, Variant]:
-    """`improved` (the search candidate ``recipe`` under the final seeds) and `improved_clean`, its clean fine-tune."""
+    """`improved` (the search candidate ``recipe`` under the final seeds) and `improved_clean`, its
+    clean fine-tune."""
     improved = Variant(
         "improved", "final", recipe.description, recipe.changes, epoch_scale=recipe.epoch_scale
     )
@@ -140,7 +146,8 @@ IMPROVED, CLEAN = final_variants(BASE)
 VARIANTS = {v.name: v for v in ABLATIONS + IMPROVEMENTS + SEARCH + (IMPROVED, CLEAN)}
 """Every variant of the study by name (`improved` and `improved_clean` of the base recipe)."""
 FULL_ONLY = ("rotate_only", "crop_only", "translate_only", "elastic")
-"""Variants `make run-all` cannot afford with 3 seeds in its time budget: the default profile lists them, untrained."""
+"""Variants `make run-all` cannot afford with 3 seeds in its time budget: the default profile lists
+them, untrained."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,8 @@ class StudyPlan:
     val_size: int = 5000
     variants: tuple[Variant, ...] = ABLATIONS + IMPROVEMENTS
     search_seeds: tuple[int, ...] = (0,)
-    precision: str = "bfloat16"  # every run of the study alike: 1.8x float32 on an Intel Xeon (AMX), 1.5x on an AMD EPYC
+    # every run of the study alike: 1.8x float32 on an Intel Xeon (AMX), 1.5x on an AMD EPYC
+    precision: str = "bfloat16"
 
     def seeds_for(self, variant: Variant) -> tuple[int, ...]:
         """The seeds ``variant`` trains with under this plan."""
@@ -193,7 +201,8 @@ def run_name(variant_name: str, seed: int) -> str:
 
 
 def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
-    """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the training set)."""
+    """The run of ``variant`` with ``seed`` under ``plan`` (validation images held out of the
+    training set)."""
     if variant.parent:
         epochs, changes = (
             plan.finetune_epochs,
@@ -217,7 +226,8 @@ def config_for(variant: Variant, seed: int, plan: StudyPlan) -> RunConfig:
 def run_variant(
     variant: Variant, seeds: tuple[int, ...], plan: StudyPlan, data_cache: dict | None = None
 ) -> list[dict]:
-    """Train one variant for each seed, or read the entry of a run finished before; return the metrics entries."""
+    """Train one variant for each seed, or read the entry of a run finished before; return the
+    metrics entries."""
     entries, metrics = [], runs.read_metrics(plan.profile)
     for seed in seeds:
         config = config_for(variant, seed, plan)
@@ -246,18 +256,20 @@ def run_data(config: RunConfig, cache: dict | None) -> RunData:
 
 
 def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
-    """The finished run of ``variant`` with ``seed`` under ``profile``, loaded from its checkpoint."""
+    """The finished run of ``variant`` with ``seed`` under ``profile``, loaded from its
+    checkpoint."""
     return load_model(paths.run_dir(run_name(variant.name, seed), profile) / CHECKPOINT)[0]
 
 
 def search_entries(plan: StudyPlan, data_cache: dict | None = None) -> dict[str, list[dict]]:
-    """The metrics entries of every search candidate under the plan's search seeds (a run not trained yet is trained)."""
+    """The metrics entries of every search candidate under the plan's search seeds (a run not
+    trained yet is trained)."""
     return {v.name: run_variant(v, plan.search_seeds, plan, data_cache) for v in SEARCH}
 
 
 def choose_recipe(search: dict[str, list[dict]]) -> Variant:
-    """The candidate of ``search`` (from :func:`search_entries`) with the highest mean validation accuracy over its
-    seeds; the first on a tie."""
+    """The candidate of ``search`` (from :func:`search_entries`) with the highest mean validation
+    accuracy over its seeds; the first on a tie."""
     scores = {
         name: sum(e["val_accuracy"] for e in entries) / len(entries)
         for name, entries in search.items()
@@ -270,8 +282,8 @@ def study_jobs(
     variants: tuple[Variant, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
 ):
-    """Every (variant, seed) run of the plan, longest first (the final models, then the ablations and improvements);
-    a fine-tune comes after its parent, which is added when not asked for."""
+    """Every (variant, seed) run of the plan, longest first (the final models, then the ablations
+    and improvements); a fine-tune comes after its parent, which is added when not asked for."""
     asked = variants if variants is not None else (IMPROVED, CLEAN) + plan.variants
     by_name = {**VARIANTS, **{v.name: v for v in asked}}
     names = dict.fromkeys(name for v in asked for name in (v.parent, v.name) if name)
@@ -288,9 +300,9 @@ def train_plan(
     variants: tuple[Variant, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
 ) -> dict:
-    """Train the plan's runs not finished yet as Ray tasks, one 1-thread process per CPU core: the search candidates
-    first, with the other asked runs; as soon as the search is finished, the final runs of the recipe it chose on
-    validation join those still training. The study's summary."""
+    """Train the plan's runs not finished yet as Ray tasks, one 1-thread process per CPU core: the
+    search candidates first, with the other asked runs; as soon as the search is finished, the final
+    runs of the recipe it chose on validation join those still training. The study's summary."""
     asked = variants if variants is not None else plan.variants + (IMPROVED, CLEAN)
     finals = any(v.group == "final" for v in asked)
     search = [config_for(v, seed, plan) for v, seed in study_jobs(plan, SEARCH)] if finals else []
@@ -324,18 +336,21 @@ def train_plan(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils train`: train a profile's study runs as Ray tasks, ahead of the notebook."""
+    """`python -m mnist_utils train`: train a profile's study runs as Ray tasks, ahead of the
+    notebook."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils train",
-        description="Train (or resume) the runs of the experiments notebook under a profile's plan, one Ray task per run: "
-        "on the Ray cluster at $RAY_ADDRESS when set, else on a local Ray with this machine's CPUs. Runs already "
-        "finished in artifacts/ are skipped; the notebook then reuses every finished run.",
+        description="Train (or resume) the runs of the experiments notebook under a profile's "
+        "plan, one Ray task per run: on the Ray cluster at $RAY_ADDRESS when set, else on a local "
+        "Ray with this machine's CPUs. Runs already finished in artifacts/ are skipped; the "
+        "notebook then reuses every finished run.",
     )
     parser.add_argument(
         "variants",
         nargs="*",
         metavar="VARIANT",
-        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); default: all of the plan",
+        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); "
+        "default: all of the plan",
     )
     parser.add_argument("--profile", default="full", choices=PROFILES)
     parser.add_argument(
@@ -349,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if not os.environ.get("RAY_ADDRESS", "").strip():
-        select_device()  # a local study: an unknown or missing MNIST_DEVICE fails here, in one line, before Ray starts
+        # local study: an unknown or missing MNIST_DEVICE fails here, in one line, before Ray starts
+        select_device()
     try:
         with study.sigterm_as_interrupt():  # `kill` stops it like Ctrl-C: only whole runs kept
             variants = tuple(VARIANTS[name] for name in args.variants) or None

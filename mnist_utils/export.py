@@ -1,8 +1,9 @@
-"""Export a trained checkpoint to TorchScript and ONNX, and check that both predict exactly like PyTorch.
+"""Export a trained checkpoint to TorchScript and ONNX, and check that both predict exactly like
+PyTorch.
 
-The exported models take float32 images [N, 1, 28, 28] with pixel values in [0, 1] (uint8 / 255, bright digit on
-black, as :func:`mnist_utils.predict.preprocess` makes them); the MNIST normalisation is built in. They return
-log-probabilities [N, 10]. The batch size N is free.
+The exported models take float32 images [N, 1, 28, 28] with pixel values in [0, 1] (uint8 / 255,
+bright digit on black, as :func:`mnist_utils.predict.preprocess` makes them); the MNIST
+normalisation is built in. They return log-probabilities [N, 10]. The batch size N is free.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ class ExportError(RuntimeError):
 
 
 class Deployable(nn.Module):
-    """A CPU, eval-mode, contiguous-memory copy of a trained model with the MNIST normalisation in front:
-    [N, 1, 28, 28] in [0, 1] → log-probabilities [N, 10]."""
+    """A CPU, eval-mode, contiguous-memory copy of a trained model with the MNIST normalisation in
+    front: [N, 1, 28, 28] in [0, 1] → log-probabilities [N, 10]."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -46,7 +47,8 @@ class Deployable(nn.Module):
 
 @contextlib.contextmanager
 def _quiet_torchscript() -> Iterator[None]:
-    """Silence torch's deprecation notices for TorchScript, which this export asks for on purpose."""
+    """Silence torch's deprecation notices for TorchScript, which this export asks for on
+    purpose."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -54,7 +56,8 @@ def _quiet_torchscript() -> Iterator[None]:
 
 
 def export_torchscript(model: nn.Module, path: Path | str) -> Path:
-    """Write ``model`` (with normalisation) as a scripted TorchScript file; load it with ``torch.jit.load``."""
+    """Write ``model`` (with normalisation) as a scripted TorchScript file; load it with
+    ``torch.jit.load``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_torchscript():
@@ -63,13 +66,16 @@ def export_torchscript(model: nn.Module, path: Path | str) -> Path:
 
 
 def export_onnx(model: nn.Module, path: Path | str) -> str:
-    """Write ``model`` (with normalisation) as ONNX, free batch size; return which exporter worked ("dynamo" or "legacy")."""
+    """Write ``model`` (with normalisation) as ONNX, free batch size; return which exporter worked
+    ("dynamo" or "legacy")."""
     try:
         import onnx  # noqa: F401 - torch.onnx.export needs it
     except ImportError as exc:
         raise ExportError(
-            "ONNX export needs the 'onnx' and 'onnxscript' packages, which are not installed in this environment; "
-            "install them with `make venv` (they are in requirements.txt) or `pip install onnx onnxscript onnxruntime`."
+            "ONNX export needs the 'onnx' and 'onnxscript' packages, which are not installed in "
+            "this environment; "
+            "install them with `make venv` (they are in requirements.txt) or `pip install onnx "
+            "onnxscript onnxruntime`."
         ) from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +105,8 @@ def export_onnx(model: nn.Module, path: Path | str) -> str:
                 )
         except Exception as second:  # noqa: BLE001
             raise ExportError(
-                f"ONNX export to {path} failed with both exporters: default ({type(first).__name__}: {first}); "
+                f"ONNX export to {path} failed with both exporters: default "
+                f"({type(first).__name__}: {first}); "
                 f"dynamo=False ({type(second).__name__}: {second})."
             ) from second
         return "legacy"
@@ -114,7 +121,8 @@ def run_torchscript(path: Path | str, images: torch.Tensor) -> torch.Tensor:
 
 
 def run_onnx(path: Path | str, images: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities from an ONNX file via onnxruntime (CPU) for float images [N, 1, 28, 28] in [0, 1]."""
+    """Log-probabilities from an ONNX file via onnxruntime (CPU) for float images [N, 1, 28, 28] in
+    [0, 1]."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -127,9 +135,10 @@ def run_onnx(path: Path | str, images: torch.Tensor) -> torch.Tensor:
 
 
 def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dict:
-    """Export ``model`` to ``path`` (``.onnx``: ONNX, else TorchScript) under a temporary name and compare it with PyTorch
-    on uint8 images [N, 28, 28] (same argmax everywhere, log-probs within ATOL); it is moved into place only when it
-    agrees, and an older file at ``path`` is removed when not."""
+    """Export ``model`` to ``path`` (``.onnx``: ONNX, else TorchScript) under a temporary name and
+    compare it with PyTorch on uint8 images [N, 28, 28] (same argmax everywhere, log-probs within
+    ATOL); it is moved into place only when it agrees, and an older file at ``path`` is removed when
+    not."""
     onnx = path.suffix == ".onnx"
     result = {"format": "ONNX" if onnx else "TorchScript", "images": len(images_u8)}
     reference = engine.predict_log_probs(model, images_u8)
@@ -161,7 +170,8 @@ def write_verified(model: nn.Module, images_u8: torch.Tensor, path: Path) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check failed, 2 bad checkpoint."""
+    """`python -m mnist_utils export [--checkpoint PATH] [--out DIR]`; exit 0 ok, 1 export/check
+    failed, 2 bad checkpoint."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils export",
         description="Export a checkpoint to TorchScript (model.pt) and ONNX (model.onnx).",
@@ -210,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r := write_verified(model, images, out / name))
             done = f"wrote {out / name}" if r["ok"] else f"NOT written: no file at {out / name}"
             print(
-                f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images (same argmax: "
-                f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance {ATOL:g}); {done} "
+                f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images "
+                "(same argmax: "
+                f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance "
+                f"{ATOL:g}); {done} "
                 f"({r['exporter']})"
             )
     except (ExportError, OSError) as exc:

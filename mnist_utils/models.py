@@ -1,4 +1,5 @@
-"""The reference CNN of notebook 3 (the report's Table 1) and the family of variants the experiments compare."""
+"""The reference CNN of notebook 3 (the report's Table 1) and the family of variants the experiments
+compare."""
 
 from __future__ import annotations
 
@@ -31,12 +32,13 @@ class ReferenceCNN(nn.Module):
 
 
 class CNN(nn.Sequential):
-    """The family: one block per entry of ``channels`` (conv 3×3 → [BatchNorm] → ReLU for each width of the entry, then
-    MaxPool), then the reference head. A block's last ReLU comes after its MaxPool, as in :class:`ReferenceCNN`: max
-    and ReLU commute, so outputs and gradients are the same numbers, for a quarter of the ReLU's work.
+    """The family: one block per entry of ``channels`` (conv 3×3 → [BatchNorm] → ReLU for each width
+    of the entry, then MaxPool), then the reference head. A block's last ReLU comes after its
+    MaxPool, as in :class:`ReferenceCNN`: max and ReLU commute, so outputs and gradients are the
+    same numbers, for a quarter of the ReLU's work.
 
-    ``CNN((32, 64))`` is the reference network; ``batchnorm``, a third block and a second conv in a block
-    (``CNN(((32, 32), 64))``) are what the variants change.
+    ``CNN((32, 64))`` is the reference network; ``batchnorm``, a third block and a second conv in a
+    block (``CNN(((32, 32), 64))``) are what the variants change.
     """
 
     def __init__(
@@ -68,9 +70,9 @@ class CNN(nn.Sequential):
 
 
 def fast_cnn(dropout: float = 0.0, width: int = 32) -> nn.Sequential:
-    """The time-to-99 % racer of `make bench`: conv → BatchNorm → ReLU blocks (two of stride 2, the last of stride 1:
-    in bfloat16 its backward pass costs this CPU about what a stride-2 one does, and it lifts one epoch past 99 %),
-    then global max pooling."""
+    """The time-to-99 % racer of `make bench`: conv → BatchNorm → ReLU blocks (two of stride 2, the
+    last of stride 1: in bfloat16 its backward pass costs this CPU about what a stride-2 one does,
+    and it lifts one epoch past 99 %), then global max pooling."""
     blocks = [(1, width, 5, 2), (width, 2 * width, 3, 2), (2 * width, 3 * width, 3, 1)]
     return nn.Sequential(
         *[

@@ -22,12 +22,14 @@ def data_dir() -> Path:
 
 
 def artifacts_dir() -> Path:
-    """Checkpoints, histories, metrics and benchmark results (``$MNIST_ARTIFACTS_DIR`` or ``artifacts/``)."""
+    """Checkpoints, histories, metrics and benchmark results (``$MNIST_ARTIFACTS_DIR`` or
+    ``artifacts/``)."""
     return _from_env("MNIST_ARTIFACTS_DIR", ROOT / "artifacts")
 
 
 def report_dir() -> Path:
-    """Folder the report is built in: ``report/``, or ``$MNIST_REPORT_DIR`` (e.g. a test run's private copy)."""
+    """Folder the report is built in: ``report/``, or ``$MNIST_REPORT_DIR`` (e.g. a test run's
+    private copy)."""
     return _from_env("MNIST_REPORT_DIR", ROOT / "report")
 
 
@@ -48,13 +50,14 @@ def profile_dir(profile: str) -> Path:
 
 
 def run_dir(name: str, profile: str) -> Path:
-    """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>`` (runs of different profiles
-    never share a checkpoint path)."""
+    """Folder for one run's checkpoint and history: ``artifacts/runs/<profile>/<name>`` (runs of
+    different profiles never share a checkpoint path)."""
     return profile_dir(profile) / name
 
 
 def metrics_path(profile: str) -> Path:
-    """JSON file with one entry per run name of ``profile``: ``artifacts/runs/<profile>/metrics.json``."""
+    """JSON file with one entry per run name of ``profile``:
+    ``artifacts/runs/<profile>/metrics.json``."""
     return profile_dir(profile) / "metrics.json"
 
 
@@ -64,8 +67,9 @@ def rebuild_command(profile: str) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Create ``path`` by ``write(tmp)`` on a temporary name beside it, then rename: readers see the old file or the
-    whole new one, never half of it; if ``write`` raises (disk full, a failed check) the temporary file is removed."""
+    """Create ``path`` by ``write(tmp)`` on a temporary name beside it, then rename: readers see the
+    old file or the whole new one, never half of it; if ``write`` raises (disk full, a failed check)
+    the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")

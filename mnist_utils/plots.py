@@ -65,7 +65,8 @@ def transform_rows(rows: dict[str, Sequence], size: float = 1.2) -> plt.Figure:
 def kernel_response(
     image: torch.Tensor, kernel: torch.Tensor, response: torch.Tensor
 ) -> plt.Figure:
-    """An image, a convolution kernel (weights written in) and the kernel's response map, side by side."""
+    """An image, a convolution kernel (weights written in) and the kernel's response map, side by
+    side."""
     fig, (a, b, c) = plt.subplots(
         1, 3, figsize=(8.4, 2.9), gridspec_kw={"width_ratios": [1, 0.6, 1]}
     )
@@ -87,8 +88,8 @@ def kernel_response(
 
 
 def pen_to_prediction(pad, ink, fitted, reading: dict) -> plt.Figure:
-    """A drawing's way to an answer: the pad's image, the ink cropped, fitted into 20×20, centred by mass in 28×28
-    (the red cross), the top 3 and the saliency of the first."""
+    """A drawing's way to an answer: the pad's image, the ink cropped, fitted into 20×20, centred by
+    mass in 28×28 (the red cross), the top 3 and the saliency of the first."""
     from scipy import ndimage
 
     fig, axes = plt.subplots(
@@ -116,8 +117,9 @@ def pen_to_prediction(pad, ink, fitted, reading: dict) -> plt.Figure:
 
 
 def experiments(table: list[dict], notebook_reference: float | None, title: str) -> plt.Figure:
-    """Test error (mean ± sd over seeds, log axis) per variant of notebook 6, each labelled with its seeds and
-    epochs; dashed lines for the study's reference arm and, when given, notebook 4's 10-epoch reference."""
+    """Test error (mean ± sd over seeds, log axis) per variant of notebook 6, each labelled with its
+    seeds and epochs; dashed lines for the study's reference arm and, when given, notebook 4's
+    10-epoch reference."""
     import matplotlib.ticker as ticker
 
     colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
@@ -169,8 +171,8 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
 def reliability_figure(
     results: dict[str, dict], n_bins: int = 15, min_count: int = 10
 ) -> plt.Figure:
-    """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``, ``ece_*``, ``eval_split``):
-    reliability curves over counts per bin."""
+    """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``,
+    ``ece_*``, ``eval_split``): reliability curves over counts per bin."""
     names = list(results)
     fig, axes = plt.subplots(
         2,
@@ -238,7 +240,8 @@ def reliability_figure(
 
 
 def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
-    """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance level dotted."""
+    """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance
+    level dotted."""
     kinds = [k for k in KINDS if any(k in c for c in curves.values())]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=False):
@@ -269,7 +272,8 @@ def saliency_figure(
     grad_log_odds: torch.Tensor,
     ncols: int = 2,
 ) -> plt.Figure:
-    """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x, outlined."""
+    """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x,
+    outlined."""
     n = len(images_u8)
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(
@@ -323,4 +327,17 @@ def saliency_figure(
                 label=label,
                 ticks=ticks,
             )
+    return fig
+
+
+def learning_rates(rates: list[float], steps_per_epoch: int, title: str) -> plt.Figure:
+    """A learning-rate schedule, step by step, with the epochs' boundaries marked."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.plot(rates, color="C2")
+    for epoch in range(steps_per_epoch, len(rates), steps_per_epoch):
+        ax.axvline(epoch, color="gray", lw=0.5, ls=":")
+    ax.set(xlabel=f"training step (dotted: every {steps_per_epoch} steps, one epoch)",
+           ylabel="learning rate", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig

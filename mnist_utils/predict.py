@@ -1,11 +1,14 @@
-"""Classify your own digit images: MNIST-style preprocessing (as LeCun et al. built the set) and the `predict` CLI.
+"""Classify your own digit images: MNIST-style preprocessing (as LeCun et al. built the set) and the
+`predict` CLI.
 
-MNIST digits are bright on black, size-normalised to fit a 20×20 box (aspect ratio kept, anti-aliased) and placed
-in a 28×28 field so that their centre of mass is at pixel (14, 14). :func:`preprocess` does the same to any image.
+MNIST digits are bright on black, size-normalised to fit a 20×20 box (aspect ratio kept,
+anti-aliased) and placed in a 28×28 field so that their centre of mass is at pixel (14, 14).
+:func:`preprocess` does the same to any image.
 
-Photos of paper are read in the same way once uneven light is divided out (:func:`flatten`) and the lines
-of ruled or squared paper are painted over (:func:`remove_lines`); a blank page, a speck, an image too
-small to hold a digit or one with more than one digit is refused with a one-line :class:`PredictError`.
+Photos of paper are read in the same way once uneven light is divided out (:func:`flatten`) and the
+lines of ruled or squared paper are painted over (:func:`remove_lines`); a blank page, a speck, an
+image too small to hold a digit or one with more than one digit is refused with a one-line
+:class:`PredictError`.
 """
 
 from __future__ import annotations
@@ -29,17 +32,20 @@ from . import engine, paths, runs
 from .config import PROFILES, RunConfig
 
 MAX_PIXELS = 40_000_000
-"""Largest image (width × height) :func:`load_image` decodes; bigger files are refused before decoding."""
+"""Largest image (width × height) :func:`load_image` decodes; bigger files are refused before
+decoding."""
 MAX_FRAMES = 50
-"""Frames of an animated GIF / multi-page TIFF that :func:`load_image` compares to find the one with the digit."""
+"""Frames of an animated GIF / multi-page TIFF that :func:`load_image` compares to find the one with
+the digit."""
 
 SIZE = 28
 BOX = 20
 INK_FRACTION = 0.1
-"""Pixels near the digit's strokes with more than this fraction of full ink make up its bounding box."""
+"""Pixels near the digit's strokes with more than this fraction of full ink make up its bounding
+box."""
 MIN_CONTRAST = 0.05
-"""An image whose ink is less than this (fraction of the paper's level; of full scale for light ink on
-dark) above its background counts as blank."""
+"""An image whose ink is less than this (fraction of the paper's level; of full scale for light ink
+on dark) above its background counts as blank."""
 MIN_SIDE, MIN_LONG_SIDE = 3, 8
 """Smaller images (either side, the long side, in pixels) are refused: they cannot hold a digit."""
 MIN_SNR = 8.0
@@ -58,19 +64,22 @@ digit."""
 WORK_SIZE = 1024
 """Larger images are first reduced (box average) to at most this many pixels on their long side."""
 FRAGMENT_MASS, FRAGMENT_GAP = 0.1, 0.15
-"""A separate piece of ink belongs to the digit (a broken stroke) when it has at least FRAGMENT_MASS of the main
-stroke's ink and lies within FRAGMENT_GAP of the digit's size from it; smaller or farther ones are specks."""
+"""A separate piece of ink belongs to the digit (a broken stroke) when it has at least FRAGMENT_MASS
+of the main stroke's ink and lies within FRAGMENT_GAP of the digit's size from it; smaller or
+farther ones are specks."""
 
 
 class PredictError(ValueError):
-    """An input image cannot be read or holds no digit; the message names the problem and the fix."""
+    """An input image cannot be read or holds no digit; the message names the problem and the
+    fix."""
 
 
 def default_checkpoint() -> Path:
-    """The best trained single model, chosen on validation, never on the test set: the highest recorded validation
-    accuracy among the runs of the full and default profiles whose checkpoint exists (a run without a validation split,
-    such as notebook 4's reference, only when no run has one; the quick profile's only when neither profile has a
-    run); else where `make run-all` puts reference."""
+    """The best trained single model, chosen on validation, never on the test set: the highest
+    recorded validation accuracy among the runs of the full and default profiles whose checkpoint
+    exists (a run without a validation split, such as notebook 4's reference, only when no run has
+    one; the quick profile's only when neither profile has a run); else where `make run-all` puts
+    reference."""
     for profiles in (("full", "default"), ("quick",)):
         found = [
             (("val_accuracy" in entry, entry.get("val_accuracy", -1.0)), path)
@@ -84,8 +93,8 @@ def default_checkpoint() -> Path:
 
 
 def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
-    """(the model of ``checkpoint`` or :func:`default_checkpoint` on the CPU, one line naming it: file, run, profile,
-    and the test accuracy its metrics.json records)."""
+    """(the model of ``checkpoint`` or :func:`default_checkpoint` on the CPU, one line naming it:
+    file, run, profile, and the test accuracy its metrics.json records)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, config, _ = engine.load_model(path, torch.device("cpu"))
     run, profile, metrics = (
@@ -113,7 +122,8 @@ def load_default(checkpoint: Path | None = None) -> tuple[nn.Module, str]:
 
 
 def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
-    """Open and fully decode an image file (EXIF rotation applied), refusing huge ones before decoding."""
+    """Open and fully decode an image file (EXIF rotation applied), refusing huge ones before
+    decoding."""
     name, path = os.fspath(path), Path(path)
     cap = MAX_PIXELS if max_pixels is None else max_pixels
     try:
@@ -139,14 +149,14 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                 width, height = image.size
                 if width * height > cap:
                     raise PredictError(
-                        f"{name}: image is {width}×{height} = {width * height / 1e6:.1f} megapixels, over the "
+                        f"{name}: image is {width}×{height} = {width * height / 1e6:.1f} "
+                        "megapixels, over the "
                         f"{cap / 1e6:g}-megapixel limit; shrink or crop it around the digit first."
                     )
                 image.load()
                 frames = getattr(image, "n_frames", 1)
-                if (
-                    frames > 1
-                ):  # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
+                # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
+                if frames > 1:
                     spread = [
                         np.nanstd(to_gray(frame))
                         for frame in islice(ImageSequence.Iterator(image), MAX_FRAMES)
@@ -167,12 +177,14 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise PredictError(
-            f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated or damaged?"
+            f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated "
+            "or damaged?"
         ) from exc
 
 
 def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
-    """Luminance of float RGBA [H, W, 4] in [0, 1], composited onto a background that contrasts with the opaque ink."""
+    """Luminance of float RGBA [H, W, 4] in [0, 1], composited onto a background that contrasts with
+    the opaque ink."""
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     weight = alpha[..., 0]
@@ -202,7 +214,8 @@ def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode → float64 grayscale [H, W] in [0, 1] (transparent pixels become background)."""
+    """Any Pillow mode → float64 grayscale [H, W] in [0, 1] (transparent pixels become
+    background)."""
     mode = image.mode
     try:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -379,7 +392,8 @@ def remove_lines(
 def _is_clutter(
     component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]
 ) -> bool:
-    """A thin line along the image's edge, or a hollow box (3–4 sides drawn) with other ink inside it."""
+    """A thin line along the image's edge, or a hollow box (3–4 sides drawn) with other ink inside
+    it."""
     height, width = component.shape
     at_edge = (
         box[0].start == 0 or box[0].stop == shape[0],
@@ -485,7 +499,8 @@ def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
 
 
 def preprocess_array(gray: np.ndarray) -> torch.Tensor:
-    """A float grayscale image [H, W] in [0, 1] of one digit, either polarity → uint8 [28, 28] as in MNIST."""
+    """A float grayscale image [H, W] in [0, 1] of one digit, either polarity → uint8 [28, 28] as in
+    MNIST."""
     gray = np.asarray(gray, dtype=np.float64)
     if gray.size == 0:
         raise PredictError("image has zero size; it holds no digit.")
@@ -520,7 +535,8 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
 
 
 def fit_box(ink: np.ndarray) -> np.ndarray:
-    """Resize to fit the BOX×BOX square, aspect ratio kept, with Lanczos anti-aliasing; peak rescaled to 1."""
+    """Resize to fit the BOX×BOX square, aspect ratio kept, with Lanczos anti-aliasing; peak
+    rescaled to 1."""
     height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, min(BOX, round(width * scale))), max(1, min(BOX, round(height * scale))))
@@ -537,7 +553,8 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
 
 
 def place_centred(patch: np.ndarray) -> np.ndarray:
-    """Paste ``patch`` into a SIZE×SIZE field so its centre of mass lands on pixel (SIZE/2, SIZE/2)."""
+    """Paste ``patch`` into a SIZE×SIZE field so its centre of mass lands on pixel (SIZE/2,
+    SIZE/2)."""
     offset = SIZE / 2 - np.array(ndimage.center_of_mass(patch))
     h, w = patch.shape  # halves round up, float noise ignored: symmetric shapes always shift alike
     top, left = np.clip(np.floor(offset + 0.5 + 1e-6), 0, [SIZE - h, SIZE - w]).astype(int)
@@ -547,7 +564,8 @@ def place_centred(patch: np.ndarray) -> np.ndarray:
 
 
 def preprocess(image: Image.Image) -> torch.Tensor:
-    """Any Pillow image of one digit → uint8 [28, 28], bright on black, MNIST-normalised (20×20 box, centre of mass)."""
+    """Any Pillow image of one digit → uint8 [28, 28], bright on black, MNIST-normalised (20×20 box,
+    centre of mass)."""
     return preprocess_array(to_gray(image))
 
 
@@ -563,7 +581,8 @@ def top_k(probs: torch.Tensor, k: int = 3) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2 bad checkpoint."""
+    """`predict IMAGE... [--checkpoint PATH] [--json OUT.json]`: exit 0 all ok, 1 an image failed, 2
+    bad checkpoint."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils predict",
         description="Predict the digit in each image with a trained checkpoint.",
@@ -572,14 +591,15 @@ def main(argv: list[str] | None = None) -> int:
         "images",
         nargs="+",
         metavar="IMAGE",
-        help="image files, one digit each (any colours, any size); put `--` before names starting with '-'",
+        help="image files, one digit each (any colours, any size); "
+        "put `--` before names starting with '-'",
     )
     parser.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
-        help="checkpoint to use (default: the trained run with the best recorded validation accuracy, "
-        "full or default profile)",
+        help="checkpoint to use (default: the trained run with the best recorded validation "
+        "accuracy, full or default profile)",
     )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON"
@@ -622,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr)
         else:
             print(
-                f"{result['file']}: {result['prediction']}  (top-3 {' '.join(f'{d}:{p:.3f}' for d, p in result['top3'])})"
+                f"{result['file']}: {result['prediction']}  (top-3 "
+                f"{' '.join(f'{d}:{p:.3f}' for d, p in result['top3'])})"
             )
     failed = any("error" in r for r in results)
     if args.json is not None:

@@ -1,4 +1,5 @@
-"""`make report`: report/main.tex.j2 filled from the notebooks' JSON artifacts by jinja2, then report.pdf by latexmk."""
+"""`make report`: report/main.tex.j2 filled from the notebooks' JSON artifacts by jinja2, then
+report.pdf by latexmk."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from filelock import FileLock
 from . import paths
 from .config import PROFILES, profile_from_env
 
-RUN = "reference"  # the run the report describes: its entry in metrics.json, its folder under runs/<profile>/
+# the run the report describes: its entry in metrics.json, its folder under runs/<profile>/
+RUN = "reference"
 TEMPLATE = paths.ROOT / "report" / "main.tex.j2"
 LATEX_INSTALL = (
     "apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended "
@@ -83,11 +85,13 @@ LATEX_SPECIALS = str.maketrans(
 
 
 class ReportError(RuntimeError):
-    """The report cannot be built; the one-line message names the file at fault and the command that fixes it."""
+    """The report cannot be built; the one-line message names the file at fault and the command that
+    fixes it."""
 
 
 def latex(value: object) -> str:
-    """Any artifact value as LaTeX that prints it literally (``--`` for None); every template value passes here."""
+    """Any artifact value as LaTeX that prints it literally (``--`` for None); every template value
+    passes here."""
     # no font has the rest
     return (
         "--"
@@ -97,14 +101,15 @@ def latex(value: object) -> str:
 
 
 def fixed(value: float | None, decimals: int = 2, scale: float = 1) -> str | None:
-    """``scale * value`` with ``decimals`` digits (filter ``f``; ``pct`` scales by 100); None (a missing value, such
-    as a one-seed sd) stays None."""
+    """``scale * value`` with ``decimals`` digits (filter ``f``; ``pct`` scales by 100); None (a
+    missing value, such as a one-seed sd) stays None."""
     return None if value is None else f"{scale * value:.{decimals}f}"
 
 
 def better(rows: list[dict]) -> list[str]:
-    """Single improvements that beat the reference recipe: by their ``verdict`` when the rows have one, else by a mean
-    above the reference's by more than the larger of the two seed-to-seed sds."""
+    """Single improvements that beat the reference recipe: by their ``verdict`` when the rows have
+    one, else by a mean above the reference's by more than the larger of the two seed-to-seed
+    sds."""
     ref = next((r for r in rows if r["variant"] == "reference"), None)
     return (
         []
@@ -325,7 +330,8 @@ def pdf_path(profile: str) -> Path:
 
 
 def latex_problems(log: str, tolerance_pt: float = OVERFULL_TOLERANCE_PT) -> list[str]:
-    """Undefined references/citations and overfull boxes wider than ``tolerance_pt`` reported in a LaTeX log."""
+    """Undefined references/citations and overfull boxes wider than ``tolerance_pt`` reported in a
+    LaTeX log."""
     undefined = re.compile(
         r"undefined references|Reference `[^']*' on page \d+ undefined|Citation .* undefined"
     )
@@ -401,7 +407,8 @@ def build(profile: str = "default", strict: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``generate`` writes the filled LaTeX, ``build`` also compiles the PDF; errors print one line."""
+    """CLI: ``generate`` writes the filled LaTeX, ``build`` also compiles the PDF; errors print one
+    line."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils.report", description=__doc__.splitlines()[0]
     )

@@ -1,8 +1,9 @@
-"""Execute one course notebook with papermill: one line on success, one line naming the failure otherwise.
+"""Execute one course notebook with papermill: one line on success, one line naming the failure
+otherwise.
 
-``python -m mnist_utils.run_notebook notebooks/04_training.ipynb executed/ --profile default`` is what
-``make nb/04_training`` runs. The kernel is started with CurveZMQ keys, so its traffic is encrypted and ipykernel
-has no "running over TCP without encryption" warning to print.
+``python -m mnist_utils.run_notebook notebooks/04_training.ipynb executed/ --profile default`` is
+what ``make nb/04_training`` runs. The kernel is started with CurveZMQ keys, so its traffic is
+encrypted and ipykernel has no "running over TCP without encryption" warning to print.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .config import PROFILES
 
 
 class EncryptedKernelManager(AsyncKernelManager):
-    """A kernel manager that gives every kernel CurveZMQ keys (ipykernel's spec declares curve support)."""
+    """A kernel manager that gives every kernel CurveZMQ keys (ipykernel's spec declares curve
+    support)."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("transport_encryption", "auto")
@@ -29,14 +31,16 @@ class EncryptedKernelManager(AsyncKernelManager):
 
 
 def last_error_line(exc: BaseException) -> str:
-    """The line of a failed cell's traceback that says what went wrong (``ename: evalue``), uncoloured."""
+    """The line of a failed cell's traceback that says what went wrong (``ename: evalue``),
+    uncoloured."""
     ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
     text = re.sub(r"\x1b\[[0-9;]*m", "", f"{ename}: {evalue}")
     return " ".join(text.split())
 
 
 def execute(notebook: Path, out_dir: Path, profile: str, kernel: str = "python3") -> Path:
-    """Run ``notebook`` with parameter ``profile`` into ``out_dir``/same name; return the executed copy."""
+    """Run ``notebook`` with parameter ``profile`` into ``out_dir``/same name; return the executed
+    copy."""
     import papermill
 
     out = out_dir / notebook.name
@@ -57,7 +61,8 @@ def execute(notebook: Path, out_dir: Path, profile: str, kernel: str = "python3"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Execute one notebook; print ``name (profile): N s`` or one ``FAILED`` line; exit 0 / 1 / 2."""
+    """Execute one notebook; print ``name (profile): N s`` or one ``FAILED`` line; exit 0 / 1 /
+    2."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils.run_notebook", description=__doc__.splitlines()[0]
     )

@@ -1,4 +1,5 @@
-"""One named run end to end: load its data, train (or resume), test once, and record history and metrics in artifacts/."""
+"""One named run end to end: load its data, train (or resume), test once, and record history and
+metrics in artifacts/."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class RunData:
 def load_run_data(
     config: RunConfig, train: Split | None = None, test: Split | None = None
 ) -> RunData:
-    """Hold ``val_size`` training images out (fixed seed), then subsample train/test as the config asks."""
+    """Hold ``val_size`` training images out (fixed seed), then subsample train/test as the config
+    asks."""
     train = train if train is not None else load_split(True)
     test = test if test is not None else load_split(False)
     val = None
@@ -57,11 +59,13 @@ def test_split_for(config: RunConfig, test: Split | None = None) -> Split:
 
 
 class ArtifactError(ValueError):
-    """An artifact file cannot be read or written (empty or invalid JSON, a read-only folder); the message says the fix."""
+    """An artifact file cannot be read or written (empty or invalid JSON, a read-only folder); the
+    message says the fix."""
 
 
 def read_json(path: Path, default):
-    """Parse a JSON file, or return ``default`` when it does not exist; an unreadable one raises :class:`ArtifactError`."""
+    """Parse a JSON file, or return ``default`` when it does not exist; an unreadable one raises
+    :class:`ArtifactError`."""
     if not path.is_file():
         return default
     try:
@@ -81,12 +85,17 @@ def write_json(path: Path, obj) -> None:
 
 
 MIN_FREE_BYTES = 100 * 2**20
-"""Free space a run needs before it starts: two checkpoints (~5–15 MB each) and its history, with a wide margin."""
+"""Free space a run needs before it starts: two checkpoints (~5–15 MB each) and its history, with a
+wide margin."""
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder``, write a probe file and check free space, so a read-only or full disk fails before training."""
-    fix = "free some space or make it writable, or train elsewhere with `MNIST_ARTIFACTS_DIR=/some/writable/dir`"
+    """Create ``folder``, write a probe file and check free space, so a read-only or full disk fails
+    before training."""
+    fix = (
+        "free some space or make it writable, "
+        "or train elsewhere with `MNIST_ARTIFACTS_DIR=/some/writable/dir`"
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
@@ -95,7 +104,8 @@ def check_writable(folder: Path) -> None:
         raise ArtifactError(f"Cannot write to {folder} ({exc.strerror or exc}): {fix}.") from exc
     if free < MIN_FREE_BYTES:
         raise ArtifactError(
-            f"Only {free / 2**20:.0f} MB free at {folder} (a run needs {MIN_FREE_BYTES / 2**20:.0f} MB): {fix}."
+            f"Only {free / 2**20:.0f} MB free at {folder} (a run needs "
+            f"{MIN_FREE_BYTES / 2**20:.0f} MB): {fix}."
         )
 
 
@@ -105,8 +115,8 @@ def read_metrics(profile: str) -> dict:
 
 
 def record_metrics(name: str, entry: dict) -> None:
-    """Add or replace one run's entry in the metrics.json of its profile; a portable file lock keeps a notebook and a
-    study driver writing at the same time from dropping each other's entries."""
+    """Add or replace one run's entry in the metrics.json of its profile; a portable file lock keeps
+    a notebook and a study driver writing at the same time from dropping each other's entries."""
     path = paths.metrics_path(entry["profile"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(path.name + ".lock")):
@@ -114,13 +124,15 @@ def record_metrics(name: str, entry: dict) -> None:
 
 
 def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
-    """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if another config wrote it."""
+    """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if
+    another config wrote it."""
     path = paths.run_dir(config.name, profile) / CHECKPOINT
     return checkpoint_of(path, config) if path.is_file() else None
 
 
 def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
-    """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config, and its checkpoint."""
+    """Whether artifacts/ holds the run complete: its metrics entry (written last) for this config,
+    and its checkpoint."""
     entry = (read_metrics(profile) if metrics is None else metrics).get(config.name)
     return (
         entry is not None
@@ -130,9 +142,9 @@ def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bo
 
 
 def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
-    """Record the finished run ``source`` as ``target`` when the two differ only in their name, which training never
-    reads: its checkpoint, history and metrics entry under the new name. False (nothing written) otherwise, or when
-    ``target`` has a checkpoint already."""
+    """Record the finished run ``source`` as ``target`` when the two differ only in their name,
+    which training never reads: its checkpoint, history and metrics entry under the new name. False
+    (nothing written) otherwise, or when ``target`` has a checkpoint already."""
     metrics, src, dst = (
         read_metrics(profile),
         paths.run_dir(source.name, profile),
@@ -159,8 +171,8 @@ def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
 def save_run(
     config: RunConfig, profile: str, checkpoint: dict, history: list[dict], entry: dict
 ) -> None:
-    """Write one finished run's artifacts, each file atomically; the metrics entry last, so a run counts only once it is
-    whole."""
+    """Write one finished run's artifacts, each file atomically; the metrics entry last, so a run
+    counts only once it is whole."""
     save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, checkpoint)
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
@@ -173,7 +185,8 @@ def train_run(
     device=None,
     progress: bool | None = None,
 ) -> dict:
-    """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return its metrics."""
+    """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return
+    its metrics."""
     run_dir = paths.run_dir(config.name, profile)
     check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
     data = data if data is not None else load_run_data(config)
@@ -202,7 +215,8 @@ def train_run(
 def record_run(
     config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData
 ) -> dict:
-    """Score a finished run on its test images once; write its history.json and its entry in metrics.json."""
+    """Score a finished run on its test images once; write its history.json and its entry in
+    metrics.json."""
     test = evaluate(model, data.test)
     entry = {
         "test_accuracy": test["accuracy"],
@@ -233,6 +247,7 @@ def history(name: str, profile: str) -> list[dict]:
     path = paths.run_dir(name, profile) / "history.json"
     if not path.is_file():
         raise FileNotFoundError(
-            f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make run-all`)."
+            f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make "
+            "run-all`)."
         )
     return read_json(path, [])

@@ -1,8 +1,10 @@
-"""`make snapshot`: copy a finished default run's executed notebooks and report into ``snapshot/``, stamped.
+"""`make snapshot`: copy a finished default run's executed notebooks and report into ``snapshot/``,
+stamped.
 
-The snapshot is what a reader sees on GitHub without running anything. It is refreshed only from a complete
-``make run-all`` (default profile) and ``make report`` of the code that is in ``notebooks/`` now:
-``tests/test_snapshot.py`` fails when a notebook's code differs from its snapshot's.
+The snapshot is what a reader sees on GitHub without running anything. It is refreshed only from a
+complete ``make run-all`` (default profile) and ``make report`` of the code that is in
+``notebooks/`` now: ``tests/test_snapshot.py`` fails when a notebook's code differs from its
+snapshot's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from . import paths
 SNAPSHOT = paths.ROOT / "snapshot"
 EXECUTED = paths.ROOT / "executed"
 MAX_BYTES = 8 * 2**20
-"""The snapshot's size limit: what a reader's browser and the repository's history carry comfortably."""
+"""The snapshot's size limit: what a reader's browser and the repository's history carry
+comfortably."""
 PROFILE = "default"
 
 
@@ -31,7 +34,8 @@ class SnapshotError(RuntimeError):
 
 
 def code_cells(notebook: Path) -> list[str]:
-    """The sources of a notebook's code cells, without the cell papermill injects for its parameters."""
+    """The sources of a notebook's code cells, without the cell papermill injects for its
+    parameters."""
     cells = json.loads(notebook.read_text())["cells"]
     return [
         "".join(c["source"])
@@ -57,7 +61,8 @@ def cpu_name() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit (short hash), with ``+changes`` when the working tree differs from it."""
+    """The checkout's commit (short hash), with ``+changes`` when the working tree differs from
+    it."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -72,7 +77,8 @@ def commit() -> str:
 
 
 def check_executed(executed: Path) -> list[Path]:
-    """The executed copies of every course notebook, each from the default profile and today's code."""
+    """The executed copies of every course notebook, each from the default profile and today's
+    code."""
     found = []
     for notebook in course():
         copy = executed / notebook.name
@@ -110,7 +116,8 @@ def index(info: dict, notebooks: list[Path]) -> str:
     lines = [
         "# The course, executed",
         "",
-        f"Outputs of `make run-all` and `make report` (profile `{info['profile']}`), made {info['date']} "
+        f"Outputs of `make run-all` and `make report` (profile `{info['profile']}`), made "
+        f"{info['date']} "
         f"at commit `{info['commit']}` on {info['cores']} cores of an {info['cpu']} "
         f"(sgemm {info['sgemm_gflops']} GFLOP/s). `make snapshot` refreshes this folder.",
         "",
@@ -121,7 +128,8 @@ def index(info: dict, notebooks: list[Path]) -> str:
 
 
 def make_snapshot(executed: Path = EXECUTED, pdf: Path | None = None, out: Path = SNAPSHOT) -> Path:
-    """Replace ``out`` with the executed notebooks, the PDF and the stamp; refuse a stale or partial run."""
+    """Replace ``out`` with the executed notebooks, the PDF and the stamp; refuse a stale or partial
+    run."""
     from .bench import sgemm_gflops
 
     pdf = pdf or paths.report_dir() / "report.pdf"
@@ -148,7 +156,8 @@ def make_snapshot(executed: Path = EXECUTED, pdf: Path | None = None, out: Path 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write ``snapshot/``; one line naming the problem (exit 1) when the run is stale or incomplete."""
+    """Write ``snapshot/``; one line naming the problem (exit 1) when the run is stale or
+    incomplete."""
     argparse.ArgumentParser(
         prog="python -m mnist_utils.snapshot", description=__doc__.splitlines()[0]
     ).parse_args(argv)
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = sum(p.stat().st_size for p in out.iterdir())
     print(
-        f"snapshot/ written: {len(list(out.glob('*.ipynb')))} notebooks and the PDF, {size / 2**20:.1f} MB"
+        f"snapshot/ written: {len(list(out.glob('*.ipynb')))} notebooks and the PDF, "
+        f"{size / 2**20:.1f} MB"
     )
     return 0
 

@@ -1,5 +1,6 @@
-"""The study's runs as Ray tasks, on this machine or a cluster: each task trains in a folder of its own node and returns
-its results; the driver alone writes artifacts/, one run at a time. Ray is imported only when a study starts."""
+"""The study's runs as Ray tasks, on this machine or a cluster: each task trains in a folder of its
+own node and returns its results; the driver alone writes artifacts/, one run at a time. Ray is
+imported only when a study starts."""
 
 from __future__ import annotations
 
@@ -32,14 +33,17 @@ CONNECT_TIMEOUT_S = 10.0
 """Seconds a study waits for the host:port of ``$RAY_ADDRESS`` to accept a connection."""
 
 MAX_RETRIES = 3
-"""How often Ray reruns a task whose worker process died (a real error in the run is never retried)."""
+"""How often Ray reruns a task whose worker process died (a real error in the run is never
+retried)."""
 
 ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
-"""``GLIBC_TUNABLES`` of the task processes: glibc keeps freed blocks of up to 32 MB in its heap and never hands the heap
-back, so every training step reuses pages already mapped. By default each step's large activations are mapped afresh:
-the deep model took 3,700 page faults per step in a 1-thread task (190 with this setting), and its steps took 19 % less
-time with it (9-10 % with two tasks side by side). The driver's own ``GLIBC_TUNABLES``, when set, is passed on instead;
-`make` starts its notebook kernels, the study and the benchmark with the same setting (the Makefile's ``ALLOCATOR``)."""
+"""``GLIBC_TUNABLES`` of the task processes: glibc keeps freed blocks of up to 32 MB in its heap and
+never hands the heap back, so every training step reuses pages already mapped. By default each
+step's large activations are mapped afresh: the deep model took 3,700 page faults per step in a
+1-thread task (190 with this setting), and its steps took 19 % less time with it (9-10 % with two
+tasks side by side). The driver's own ``GLIBC_TUNABLES``, when set, is passed on instead; `make`
+starts its notebook kernels, the study and the benchmark with the same setting (the Makefile's
+``ALLOCATOR``)."""
 
 
 class StudyError(RuntimeError):
@@ -113,8 +117,8 @@ def train_task(
 
 
 def _prepare(configs: list[RunConfig], profile: str, failed: dict) -> tuple[list[RunConfig], dict]:
-    """The runs of ``configs`` not finished in artifacts/ and each one's own checkpoint to resume from (None: a fresh
-    start); a run that cannot start goes to ``failed`` with the reason."""
+    """The runs of ``configs`` not finished in artifacts/ and each one's own checkpoint to resume
+    from (None: a fresh start); a run that cannot start goes to ``failed`` with the reason."""
     metrics, resume = runs.read_metrics(profile), {}
     for c in (c for c in configs if not runs.finished(c, profile, metrics)):
         if c.init_from in failed:
@@ -135,7 +139,8 @@ def _why(exc: Exception) -> str:
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Refuse, in one line, a ``$RAY_ADDRESS`` (``host:port``, ``ray://host:port``) that is
-    malformed or whose port accepts no connection within ``timeout`` s; ``auto``, ``local``: Ray's."""
+    malformed or whose port accepts no connection within ``timeout`` s; ``auto``, ``local``:
+    Ray's."""
     if address in ("auto", "local"):
         return
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
@@ -181,7 +186,8 @@ def start_ray() -> ModuleType:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    # Ray 2.60 turns token authentication on for a local instance and says so at every start: keep it on, unsaid
+    # Ray 2.60 turns token authentication on for a local instance and says so at every start: keep
+    # it on, unsaid
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR
     )
@@ -200,11 +206,12 @@ def start_ray() -> ModuleType:
 def run_study(
     configs: list[RunConfig], profile: str, more: Callable[[], list[RunConfig]] | None = None
 ) -> dict:
-    """Train each run of ``configs`` not finished in artifacts/ as one Ray task, in their order (a fine-tune after its
-    parent), on the cluster at ``$RAY_ADDRESS`` or else a local Ray with this machine's CPUs; a summary of the study.
+    """Train each run of ``configs`` not finished in artifacts/ as one Ray task, in their order (a
+    fine-tune after its parent), on the cluster at ``$RAY_ADDRESS`` or else a local Ray with this
+    machine's CPUs; a summary of the study.
 
-    The driver keeps one task per CPU in flight. ``more`` is asked before the start and after each recorded run for
-    runs to add: they go ahead of the runs still waiting."""
+    The driver keeps one task per CPU in flight. ``more`` is asked before the start and after each
+    recorded run for runs to add: they go ahead of the runs still waiting."""
     more = more or list
     configs, failed, results = [*more(), *configs], {}, []
     queue, resume = _prepare(configs, profile, failed)
@@ -237,7 +244,8 @@ def run_study(
         )
 
         def submit() -> None:
-            """Start queued runs while a CPU is free: a fine-tune gets its running parent's result, or its weights."""
+            """Start queued runs while a CPU is free: a fine-tune gets its running parent's result,
+            or its weights."""
             while queue and len(pending) < max(cpus, 1):
                 c = queue.pop(0)
                 if c.init_from in failed:
@@ -305,7 +313,8 @@ def run_study(
                     added, added_resume = _prepare(new, profile, failed)
                     queue[:0] = added
                     resume.update(added_resume)
-                if ready:  # the bar changes only when a run ends (a notebook keeps every redraw as an output)
+                # the bar changes only when a run ends (a notebook keeps every redraw as an output)
+                if ready:
                     submit()
                     bar.total = bar.n + len(pending) + len(queue)
                     bar.set_postfix_str(f"running {len(pending)}, queued {len(queue)}")
@@ -316,7 +325,8 @@ def run_study(
         ):  # a KeyboardInterrupt in each task: force=True, which kills the worker, crashed Ray once
             ray.cancel(ref)  # (a check in its TaskManager) when a task was replying at that moment
         print(
-            f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left nothing in "
+            f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left "
+            "nothing in "
             f"artifacts/. Run the same command again to go on.",
             file=sys.stderr,
         )
@@ -340,11 +350,13 @@ def run_study(
 def describe(s: dict) -> str:
     """The summary printed at the end of a study (``s`` from :func:`run_study`)."""
     lines = [
-        f"study: runs trained {s['trained']}, already finished {s['skipped']}, failed {len(s['failed'])}"
+        f"study: runs trained {s['trained']}, already finished {s['skipped']}, failed "
+        f"{len(s['failed'])}"
     ]
     if "wall_seconds" in s:
         lines.append(
-            f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on {s['cpus']:.0f} CPUs; "
+            f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on "
+            f"{s['cpus']:.0f} CPUs; "
             f"summed train time {s['train_seconds']:.0f} s (in tasks {s['task_seconds']:.0f} s): "
             f"{s['speedup']:.2f}x one 1-thread process"
         )

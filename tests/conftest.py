@@ -21,7 +21,8 @@ def lesson_source(notebook: str) -> str:
 
 
 def lesson_namespace(notebook: str, **names) -> dict:
-    """Run a notebook's import cell and its lesson cells in a fresh namespace (``names`` predefined); return it."""
+    """Run a notebook's import cell and its lesson cells in a fresh namespace (``names``
+    predefined); return it."""
     cells = json.loads((paths.ROOT / "notebooks" / notebook).read_text())["cells"]
     imports = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
     namespace = dict(names)
@@ -49,7 +50,8 @@ def test_split(data_root):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, train_split, test_split):
-    """Checkpoint of a reference CNN trained for one epoch on 640 real images (shared by the predict/export tests)."""
+    """Checkpoint of a reference CNN trained for one epoch on 640 real images (shared by the
+    predict/export tests)."""
     from mnist_utils import engine
     from mnist_utils.config import RunConfig
 

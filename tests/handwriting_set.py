@@ -1,10 +1,12 @@
-"""A hold-out set of real, non-MNIST handwritten digits in assorted file formats, generated on the fly (fixed seed).
+"""A hold-out set of real, non-MNIST handwritten digits in assorted file formats, generated on the
+fly (fixed seed).
 
-Source: scikit-learn's bundled ``load_digits`` (1,797 digits by 13 writers of the UCI set, 8×8 counts of ink per
-4×4 block of a 32×32 bitmap). Each digit is upscaled (bicubic) and soft-thresholded into a pen stroke, then degraded
-the way photos and scans of handwriting are: either polarity, tinted ink and paper, margins and sizes, slight
-rotation, blur, noise, JPEG compression, a thin box or border line, a dust speck, 8-bit, 16-bit and 12-bit-in-16-bit
-PNG, GIF, BMP and TIFF. The first half (indices < 899) is for tuning the preprocessing, the second half for
+Source: scikit-learn's bundled ``load_digits`` (1,797 digits by 13 writers of the UCI set, 8×8
+counts of ink per 4×4 block of a 32×32 bitmap). Each digit is upscaled (bicubic) and
+soft-thresholded into a pen stroke, then degraded the way photos and scans of handwriting are:
+either polarity, tinted ink and paper, margins and sizes, slight rotation, blur, noise, JPEG
+compression, a thin box or border line, a dust speck, 8-bit, 16-bit and 12-bit-in-16-bit PNG, GIF,
+BMP and TIFF. The first half (indices < 899) is for tuning the preprocessing, the second half for
 reporting. Usage::
 
     PYTHONPATH=$PWD .venv/bin/python tests/handwriting_set.py CHECKPOINT [--half tune|report|all]
@@ -26,7 +28,8 @@ TUNE_END = 899
 
 
 def _stroke(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """8×8 ink counts (0–16) → float ink [size, size] in [0, 1]: bicubic upscale, soft threshold, slight rotation."""
+    """8×8 ink counts (0–16) → float ink [size, size] in [0, 1]: bicubic upscale, soft threshold,
+    slight rotation."""
     up = Image.fromarray((counts / 16.0).astype(np.float32), "F").resize(
         (size, size), Image.Resampling.BICUBIC
     )
@@ -43,7 +46,8 @@ def _stroke(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
 def _canvas(
     ink: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Place the ink on a larger field with random margins; return (field, digit box as left, top, right, bottom)."""
+    """Place the ink on a larger field with random margins; return (field, digit box as left, top,
+    right, bottom)."""
     h, w = ink.shape
     top, bottom, left, right = (int(rng.uniform(0.05, 0.8) * max(h, w)) for _ in range(4))
     field = np.zeros((h + top + bottom, w + left + right))
@@ -54,7 +58,8 @@ def _canvas(
 def _extras(
     field: np.ndarray, box: tuple[int, int, int, int], kind: str, rng: np.random.Generator
 ) -> np.ndarray:
-    """Add a thin box around the digit, a thin line along the image border, or a dust speck in a corner."""
+    """Add a thin box around the digit, a thin line along the image border, or a dust speck in a
+    corner."""
     image = Image.fromarray((field * 255).astype(np.uint8), "L")
     draw, (w, h) = ImageDraw.Draw(image), image.size
     width = int(rng.integers(1, 3))
@@ -86,7 +91,8 @@ def _colour(ink: np.ndarray, dark_on_light: bool, rng: np.random.Generator) -> n
 def degraded_image(
     counts: np.ndarray, rng: np.random.Generator
 ) -> tuple[Image.Image, str, str, Image.Image]:
-    """One digit as a degraded Pillow image; returns (image, file suffix, description, the clean stroke white on black)."""
+    """One digit as a degraded Pillow image; returns (image, file suffix, description, the clean
+    stroke white on black)."""
     ink = _stroke(counts, int(rng.integers(16, 160)), rng)
     clean = Image.fromarray((ink * 255).round().astype(np.uint8), "L")
     field, box = _canvas(ink, rng)
@@ -111,7 +117,8 @@ def degraded_image(
 
 
 def write_set(folder: Path, seed: int = 0) -> list[tuple[Path, int, str, Image.Image]]:
-    """Write every digit as one degraded file into ``folder``; return (path, label, description, clean stroke) each."""
+    """Write every digit as one degraded file into ``folder``; return (path, label, description,
+    clean stroke) each."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -127,8 +134,9 @@ def write_set(folder: Path, seed: int = 0) -> list[tuple[Path, int, str, Image.I
 
 
 def evaluate(checkpoint: Path, half: str = "report", seed: int = 0) -> dict:
-    """Accuracy of ``load_image`` + ``preprocess`` + the model on one half of the set (refused files count as errors),
-    of the same model on the clean strokes (white on black, no degradation: the ceiling), and their agreement."""
+    """Accuracy of ``load_image`` + ``preprocess`` + the model on one half of the set (refused files
+    count as errors), of the same model on the clean strokes (white on black, no degradation: the
+    ceiling), and their agreement."""
     import torch
 
     from mnist_utils import predict
@@ -179,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     r = evaluate(args.checkpoint, args.half, args.seed)
     print(
-        f"{r['half']} half: {r['images']} files, accuracy {100 * r['accuracy']:.2f} % (clean strokes: "
-        f"{100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: {100 * r['agreement']:.2f} %)"
+        f"{r['half']} half: {r['images']} files, accuracy {100 * r['accuracy']:.2f} % (clean "
+        "strokes: "
+        f"{100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: "
+        f"{100 * r['agreement']:.2f} %)"
     )
     for kind in sorted(r["by_kind"]):
         w, f = r["wrong"].get(kind, 0), r["refused"].get(kind, 0)

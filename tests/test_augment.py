@@ -1,4 +1,5 @@
-"""The batched per-image affine describes the same augmentation as the reference torchvision transforms."""
+"""The batched per-image affine describes the same augmentation as the reference torchvision
+transforms."""
 
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ def test_elastic_field_has_the_configured_strength_and_smoothness():
     # back to pixels
     field = A.elastic_field(2000, torch.Generator().manual_seed(0), alpha=34.0, sigma=4.0) * 14
     assert field.shape == (2000, 28, 28, 2)
-    # uniform noise (variance 1/3) smoothed by a unit-sum Gaussian: variance (1/3) * sum(k^2) per axis, times alpha
+    # uniform noise (variance 1/3) smoothed by a unit-sum Gaussian: variance (1/3) * sum(k^2) per
+    # axis, times alpha
     k = A.gaussian_kernel(4.0)
     expected_sd = 34.0 * (k.pow(2).sum() ** 2 / 3).sqrt().item()
     interior = field[:, 10:18, 10:18]  # away from the zero-padded border
@@ -171,7 +173,8 @@ def test_elastic_off_leaves_the_affine_draws_unchanged(digits):
     assert spec.elastic_alpha > 0 and spec.active
     distorted = A.augment_batch(digits, torch.Generator().manual_seed(3), spec)
     assert not torch.allclose(plain, distorted)
-    # the elastic field is drawn after the affine parameters, so a zero-strength field reproduces the plain batch
+    # the elastic field is drawn after the affine parameters, so a zero-strength field reproduces
+    # the plain batch
     zero = A.apply_theta(
         digits,
         A.params_to_theta(A.sample_params(len(digits), torch.Generator().manual_seed(3))),

@@ -1,4 +1,5 @@
-"""The benchmark compares the reference recipe with itself (timings themselves are never asserted)."""
+"""The benchmark compares the reference recipe with itself (timings themselves are never
+asserted)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_pipelines_are_measured_in_interleaved_rounds():
 
 
 def test_the_floor_counts_the_reference_recipe_flops():
-    # per image: conv1 0.45 + conv2 7.2 + fc1 0.8 + fc2 0.003 MFLOP forward; backward twice that (conv1 once)
+    # per image: conv1 0.45 + conv2 7.2 + fc1 0.8 + fc2 0.003 MFLOP forward; backward twice that
+    # (conv1 once)
     assert 1.45e12 < bench.epoch_flops() < 1.55e12
 
 

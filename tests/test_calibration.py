@@ -1,4 +1,5 @@
-"""Calibration (ECE, temperature scaling), the robustness perturbations and input-gradient saliency."""
+"""Calibration (ECE, temperature scaling), the robustness perturbations and input-gradient
+saliency."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ L = lesson_namespace("07_calibration_robustness.ipynb")
 
 
 def synthetic_predictions(n: int, gap: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class 0 gets confidence c ~ U(0.3, 1), the rest share 1 − c; the label is 0 with probability c − gap."""
+    """Class 0 gets confidence c ~ U(0.3, 1), the rest share 1 − c; the label is 0 with probability
+    c − gap."""
     g = torch.Generator().manual_seed(seed)
     conf = 0.3 + 0.7 * torch.rand(n, generator=g, dtype=torch.float64)
     probs = torch.cat([conf[:, None], ((1 - conf) / 9)[:, None].expand(n, 9)], dim=1)

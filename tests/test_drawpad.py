@@ -1,4 +1,5 @@
-"""The drawing pad's logic without a browser: which models it offers, and what its mouse callbacks hand to ``read``."""
+"""The drawing pad's logic without a browser: which models it offers, and what its mouse callbacks
+hand to ``read``."""
 
 from __future__ import annotations
 

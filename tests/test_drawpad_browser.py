@@ -1,4 +1,5 @@
-"""Notebook 08 in a real browser: JupyterLab + Chromium, digits drawn on the pad with mouse events, predictions read."""
+"""Notebook 08 in a real browser: JupyterLab + Chromium, digits drawn on the pad with mouse events,
+predictions read."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = paths.ROOT / "notebooks" / "08_draw_a_digit.ipynb"
 SHOTS = paths.ROOT / ".test-output"
 PAD = 280  # the pad's size in pad pixels (drawpad.SIZE)
-REPEATS = 3  # each digit is drawn this often: every reading must be right, and the latency has a few samples
+# each digit is drawn this often: every reading must be right, and the latency has a few samples
+REPEATS = 3
 STROKES = {  # pad pixels (x, y); one list per stroke
     "1": [[(140, 40), (140, 240)]],
     "7": [[(70, 50), (210, 50), (120, 240)]],
@@ -40,7 +42,8 @@ if not CHROMIUM.is_file():
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, data_root) -> Path:
-    """A private artifacts folder holding the quick profile's reference model (the one `make test` trains, ~2 s)."""
+    """A private artifacts folder holding the quick profile's reference model (the one `make test`
+    trains, ~2 s)."""
     folder = tmp_path_factory.mktemp("drawpad_artifacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MNIST_ARTIFACTS_DIR", str(folder))
@@ -103,7 +106,8 @@ def jupyter_lab(
                 time.sleep(0.25)
         else:
             raise TimeoutError(
-                f"JupyterLab did not answer on {base} within 60 s:\n{(state / 'lab.log').read_text()}"
+                f"JupyterLab did not answer on {base} within 60 "
+                f"s:\n{(state / 'lab.log').read_text()}"
             )
         yield base, token
     finally:
@@ -162,13 +166,16 @@ RAN_OR_FAILED = """([visible, stderr]) => { const panel = document.querySelector
 LATENCY_PROBE = """([canvas, result]) => {
   window.readings = []; let up = null;
   canvas.addEventListener('mouseup', () => { up = performance.now(); }, true);
-  new MutationObserver(() => { if (up !== null) { window.readings.push(performance.now() - up); up = null; } })
+  new MutationObserver(() => {
+    if (up !== null) { window.readings.push(performance.now() - up); up = null; }
+  })
     .observe(result, {subtree: true, childList: true, characterData: true});
 }"""
 
 
 def run_all_cells(page, url: str, timeout_ms: int = 60_000) -> None:
-    """Open the notebook at ``url``, wait for its kernel, Run All Cells; assert that no cell failed."""
+    """Open the notebook at ``url``, wait for its kernel, Run All Cells; assert that no cell
+    failed."""
     page.goto(url)
     page.locator(".jp-Notebook").wait_for(timeout=30_000)
     wait_for_kernel(url)  # the page shows "idle" before a kernel exists, so ask the server
@@ -221,7 +228,8 @@ def test_drawing_a_1_and_a_7_on_the_pad_in_jupyterlab(lab_url):
             assert (
                 page.get_by_text("Jupyter news").count() == 0
             ), (  # the course's settings override
-                "JupyterLab asks about news: jupyter/overrides.json is not in .venv/share/jupyter/lab/settings (make venv)"
+                "JupyterLab asks about news: jupyter/overrides.json is not in "
+                ".venv/share/jupyter/lab/settings (make venv)"
             )
             # the stroke released off the pad had no mouse-up on it
             latencies = page.evaluate("window.readings")
@@ -230,7 +238,8 @@ def test_drawing_a_1_and_a_7_on_the_pad_in_jupyterlab(lab_url):
                 json.dumps({"mouse_up_to_answer_ms": latencies})
             )
             print(
-                f"\nmouse-up -> updated answer in the browser (ms): {', '.join(f'{t:.0f}' for t in latencies)}"
+                "\nmouse-up -> updated answer in the browser (ms): "
+                f"{', '.join(f'{t:.0f}' for t in latencies)}"
             )
         except Exception:
             page.screenshot(path=SHOTS / "drawpad_failure.png", full_page=True)

@@ -37,7 +37,8 @@ def test_a_tuple_entry_of_the_family_stacks_its_convolutions_before_one_pooling(
 
 @pytest.mark.parametrize("name", ["batchnorm", "deep"])
 def test_pooling_before_a_blocks_last_relu_trains_to_the_same_weights_as_after_it(name):
-    """The family pools before a block's last ReLU; the textbook order (ReLU, then pool) gives the same numbers."""
+    """The family pools before a block's last ReLU; the textbook order (ReLU, then pool) gives the
+    same numbers."""
     ours = models.build_model(name).to(memory_format=torch.channels_last)
     layers = list(copy.deepcopy(ours))  # the same weights, the same modules in the other order
     for i in [i for i, m in enumerate(layers) if isinstance(m, torch.nn.MaxPool2d)]:

@@ -1,4 +1,5 @@
-"""The experiment plan, and notebook 6's summaries, verdicts, ensembling and test-time augmentation."""
+"""The experiment plan, and notebook 6's summaries, verdicts, ensembling and test-time
+augmentation."""
 
 from __future__ import annotations
 
@@ -121,14 +122,23 @@ def test_notebook_6_verdict_needs_seeds_and_a_significant_corrected_difference()
     lesson = lesson_namespace("06_experiments.ipynb")
     compare, holm, verdict = lesson["compare"], lesson["holm"], lesson["verdict"]
     better = compare([99.6, 99.65, 99.7], [99.1, 99.15, 99.2])
-    assert abs(better[0] - 0.5) < 1e-9 and better[1] < 0.5 < better[2] and verdict(better[0], better[3]) == "better"
+    assert (
+        abs(better[0] - 0.5) < 1e-9
+        and better[1] < 0.5 < better[2]
+        and verdict(better[0], better[3]) == "better"
+    )
     worse = compare([98.6, 98.65, 98.7], [99.1, 99.15, 99.2])
     assert verdict(worse[0], worse[3]) == "worse"
     noise = compare([99.0, 99.3, 99.1], [99.1, 99.2, 99.0])
     assert noise[1] < 0 < noise[2] and verdict(noise[0], noise[3]) == "not distinguishable"
-    assert math.isnan(compare([99.9], [99.1, 99.2])[3]) and verdict(0.8, math.nan) == "needs ≥ 2 seeds"
-    # Holm: a p of 0.02 alone is significant; the smallest of three (0.02, 0.04, 0.5) is not after ×3
-    assert holm([0.02]).tolist() == [0.02] and verdict(1.0, holm([0.02, 0.04, 0.5])[0]) == "not distinguishable"
+    assert (
+        math.isnan(compare([99.9], [99.1, 99.2])[3]) and verdict(0.8, math.nan) == "needs ≥ 2 seeds"
+    )
+    # Holm: p = 0.02 alone is significant; the smallest of three (0.02, 0.04, 0.5) is not after ×3
+    assert (
+        holm([0.02]).tolist() == [0.02]
+        and verdict(1.0, holm([0.02, 0.04, 0.5])[0]) == "not distinguishable"
+    )
     assert holm([0.5, 0.01, 0.04]).tolist() == pytest.approx([0.5, 0.03, 0.08])
 
 
@@ -246,6 +256,7 @@ def test_study_jobs_cover_every_run_once_longest_first_parents_before_fine_tunes
 
 
 def test_improved_trains_on_noisy_backgrounds():
-    """Without pixel noise the improved (BatchNorm) model collapses to one class under notebook 7's noise."""
+    """Without pixel noise the improved (BatchNorm) model collapses to one class under notebook 7's
+    noise."""
     cfg = ex.config_for(ex.IMPROVED, 0, ex.PLANS["default"])
     assert "noise" in cfg.augment and set(ex.REFERENCE_AUGMENT) <= set(cfg.augment)

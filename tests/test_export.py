@@ -1,4 +1,5 @@
-"""TorchScript and ONNX exports of a small trained model predict exactly like PyTorch on real test digits."""
+"""TorchScript and ONNX exports of a small trained model predict exactly like PyTorch on real test
+digits."""
 
 from __future__ import annotations
 

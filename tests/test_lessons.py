@@ -1,4 +1,5 @@
-"""One source of truth: the code a notebook teaches and the toolbox code the pipeline runs are the same."""
+"""One source of truth: the code a notebook teaches and the toolbox code the pipeline runs are the
+same."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def test_the_family_with_two_blocks_is_the_reference_network():
 @pytest.mark.slow
 def test_notebook_4s_loop_gives_the_same_history_as_engine_fit(train_split, test_split):
     cfg = RunConfig(name="lesson", epochs=2, seed=5)
-    # two augmentation calls of the engine per epoch (16 batches and 2), the last batch partial: 1,100 = 17 × 64 + 12
+    # two augmentation calls of the engine per epoch (16 batches and 2), the last batch partial:
+    # 1,100 = 17 × 64 + 12
     train, test = train_split.subset(engine.AUGMENT_IMAGES + 76, seed=1), test_split.subset(500)
     lesson = lesson_namespace("04_training.ipynb", device=torch.device("cpu"))
 

@@ -1,4 +1,5 @@
-"""MNIST-style preprocessing of your own images, image loading errors, and the `predict` command line."""
+"""MNIST-style preprocessing of your own images, image loading errors, and the `predict` command
+line."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def draw_zero(canvas=(200, 200), box=(50, 30, 130, 170), width=14, ink=255, pape
 
 
 def as_mode(image: Image.Image, mode: str) -> Image.Image:
-    """The grayscale drawing in another mode; RGBA keeps only the ink opaque (transparent background)."""
+    """The grayscale drawing in another mode; RGBA keeps only the ink opaque (transparent
+    background)."""
     if mode == "RGBA":
         ink = np.asarray(image)
         dark_on_light = np.median(ink) > 127
@@ -51,7 +53,8 @@ def centre_of_mass(t: torch.Tensor) -> tuple[float, float]:
 
 
 def aligned_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean absolute difference (0–255) after the best shift of at most one pixel (centring rounds to whole pixels)."""
+    """Mean absolute difference (0–255) after the best shift of at most one pixel (centring rounds
+    to whole pixels)."""
     a, b = a.float(), b.float()
     return min(
         (torch.roll(a, (dy, dx), (0, 1)) - b).abs().mean().item()
@@ -61,7 +64,8 @@ def aligned_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check_mnist_style(t: torch.Tensor) -> None:
-    """uint8 [28, 28], ink inside a 20×20 box in the frame, centre of mass within 1 px of (14, 14)."""
+    """uint8 [28, 28], ink inside a 20×20 box in the frame, centre of mass within 1 px of (14,
+    14)."""
     assert t.dtype == torch.uint8 and t.shape == (28, 28)
     rows, cols = torch.nonzero(t, as_tuple=True)
     assert rows.max() - rows.min() + 1 <= 20 and cols.max() - cols.min() + 1 <= 20

@@ -1,4 +1,5 @@
-"""The report: what the built PDF says (pdftotext), that artifact strings print instead of running, one-line errors."""
+"""The report: what the built PDF says (pdftotext), that artifact strings print instead of running,
+one-line errors."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ BENCH = {
 
 
 def _write(path: Path, obj) -> None:
-    """Write ``obj`` as JSON (NaN as the JSON extension ``NaN``, as json.dumps writes it), creating folders."""
+    """Write ``obj`` as JSON (NaN as the JSON extension ``NaN``, as json.dumps writes it), creating
+    folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
 
@@ -79,7 +81,8 @@ def _row(variant: str, group: str, seeds: int, mean: float, sd: float | None, **
 
 
 def _experiments() -> dict:
-    """A small experiments.json: two ablations, two improvements, the final rows; one sd NaN and one null."""
+    """A small experiments.json: two ablations, two improvements, the final rows; one sd NaN and one
+    null."""
     final = {
         "name": "improved_clean-ensemble-tta",
         "chosen": "improved_clean",
@@ -130,7 +133,8 @@ def _experiments() -> dict:
 
 
 def _analysis(accuracy: float, profile: str) -> dict:
-    """An analysis.json with a 10x10 matrix holding 7 mistakes, 4 of them between 3 and 5; digit 4 scores worst."""
+    """An analysis.json with a 10x10 matrix holding 7 mistakes, 4 of them between 3 and 5; digit 4
+    scores worst."""
     cm = [[10 if i == j else 0 for j in range(10)] for i in range(10)]
     cm[3][5], cm[5][3], cm[2][7] = 3, 1, 3
     per_class = [
@@ -153,7 +157,8 @@ def _analysis(accuracy: float, profile: str) -> dict:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> tuple[Path, Path]:
-    """Synthetic artifacts of a default-profile run (no bench.json) and empty figure files, env vars pointing at them."""
+    """Synthetic artifacts of a default-profile run (no bench.json) and empty figure files, env vars
+    pointing at them."""
     art, rep = tmp_path / "artifacts", tmp_path / "report"
     monkeypatch.setenv("MNIST_ARTIFACTS_DIR", str(art))
     monkeypatch.setenv("MNIST_REPORT_DIR", str(rep))
@@ -258,7 +263,7 @@ def env(tmp_path, monkeypatch) -> tuple[Path, Path]:
     return art, rep
 
 
-# --------------------------------------------------------------------------- the PDF (slow: latexmk)
+# ---------------------------------------------------------------------- the PDF (slow: latexmk)
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -274,7 +279,8 @@ def figure_pdf(tmp_path_factory) -> Path:
     for tool in ("latexmk", "pdftotext"):
         if shutil.which(tool) is None:
             _skip_or_fail(
-                f"{tool} is not installed, so the PDF cannot be built and read: {report.LATEX_INSTALL} "
+                f"{tool} is not installed, so the PDF cannot be built and read: "
+                f"{report.LATEX_INSTALL} "
                 "poppler-utils"
             )
     import matplotlib
@@ -290,7 +296,8 @@ def figure_pdf(tmp_path_factory) -> Path:
 
 
 def _pdf_text(rep: Path, figure: Path, strict: bool = True) -> str:
-    """Build the report in ``rep`` (figures replaced by ``figure``) and return its text, one line per printed line."""
+    """Build the report in ``rep`` (figures replaced by ``figure``) and return its text, one line
+    per printed line."""
     for pdf in (rep / "figures").rglob("*.pdf"):
         shutil.copy(figure, pdf)
     pdf = report.build(strict=strict)
@@ -363,7 +370,8 @@ def test_bench_json_and_verdicts_add_their_section_and_column(env, figure_pdf):
         "is 3.93 times faster than the faster stock torchvision pipeline (stock, 2 workers)" in flat
     )
     assert (
-        "(medians). With the bfloat16 forward pass of the study’s runs it is 5.12 times faster than that stock"
+        "(medians). With the bfloat16 forward pass of the study’s runs it is 5.12 times faster "
+        "than that stock"
         in flat
     )
     assert (
@@ -371,11 +379,13 @@ def test_bench_json_and_verdicts_add_their_section_and_column(env, figure_pdf):
         in flat
     )
     assert (
-        "evaluation in 55.5 s (median; 50.5 to 58.0 s) over 5 seeds, with 99.12 % mean and 98.99 % minimum"
+        "evaluation in 55.5 s (median; 50.5 to 58.0 s) over 5 seeds, with 99.12 % mean and 98.99 % "
+        "minimum"
         in flat
     )
     assert (
-        "Two 1-thread processes side by side, as the study’s Ray tasks train, give 1.41 times the throughput"
+        "Two 1-thread processes side by side, as the study’s Ray tasks train, give 1.41 times the "
+        "throughput"
         in flat
     )
     assert "4 of 5 seeds at 99 %" in flat and "the engine runs at 43 %" in flat
@@ -415,12 +425,14 @@ def test_artifact_strings_are_printed_not_run(env, figure_pdf):
 
 @pytest.mark.slow
 def test_pdf_from_this_environments_artifacts(tmp_path, monkeypatch):
-    """Under `make test` the notebooks have just written quick-profile artifacts: the real ones build too."""
+    """Under `make test` the notebooks have just written quick-profile artifacts: the real ones
+    build too."""
     profile = config.profile_from_env()
     missing = report.missing_inputs(profile)
     if missing:
         _skip_or_fail(
-            f"no artifacts to build the report from (run `make test` or `make run-all`): {missing[0]} "
+            "no artifacts to build the report from (run `make test` or `make run-all`): "
+            f"{missing[0]} "
             f"and {len(missing) - 1} more are missing"
         )
     for tool in ("latexmk", "pdftotext"):
@@ -440,7 +452,7 @@ def test_pdf_from_this_environments_artifacts(tmp_path, monkeypatch):
     assert ("Training speed" in flat) == (artifacts / "bench.json").is_file()
 
 
-# --------------------------------------------------------------------------- rendering and errors (fast)
+# ---------------------------------------------------------------------- rendering and errors (fast)
 
 
 def test_artifact_strings_are_escaped_in_the_latex(env):

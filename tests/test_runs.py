@@ -1,4 +1,5 @@
-"""Run bookkeeping: no run destroys another's results, metrics.json stays whole, and errors are one line before training."""
+"""Run bookkeeping: no run destroys another's results, metrics.json stays whole, and errors are one
+line before training."""
 
 from __future__ import annotations
 

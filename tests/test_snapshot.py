@@ -1,4 +1,5 @@
-"""The committed snapshot (snapshot/) shows the code that is in notebooks/ now, with a stamp saying where it ran."""
+"""The committed snapshot (snapshot/) shows the code that is in notebooks/ now, with a stamp saying
+where it ran."""
 
 from __future__ import annotations
 

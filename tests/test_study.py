@@ -1,4 +1,5 @@
-"""The study on Ray: a real two-node cluster on this machine (loopback only), a killed worker, Ctrl-C, and one process."""
+"""The study on Ray: a real two-node cluster on this machine (loopback only), a killed worker,
+Ctrl-C, and one process."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from mnist_utils.config import RunConfig
 
 PLAN = ex.PLANS["quick"]
 CONFIGS = [ex.config_for(v, s, PLAN) for v, s in ex.study_jobs(PLAN, (ex.CLEAN,), (0, 1))]
-"""The quick study's final models, improved and its fine-tune (which gets its parent's weights) for seeds 0 and 1."""
+"""The quick study's final models, improved and its fine-tune (which gets its parent's weights) for
+seeds 0 and 1."""
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two Ray nodes of one CPU each on this machine, both on 127.0.0.1 and nothing else; RAY_ADDRESS names it."""
+    """Two Ray nodes of one CPU each on this machine, both on 127.0.0.1 and nothing else;
+    RAY_ADDRESS names it."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         from ray._private import ray_constants
@@ -48,7 +51,8 @@ def cluster():
 
 
 def _kill_one_task(killed: list[int]) -> None:
-    """SIGKILL the first worker process of ours seen running a study task for half a second (mid-run)."""
+    """SIGKILL the first worker process of ours seen running a study task for half a second
+    (mid-run)."""
     deadline = time.monotonic() + 120
     while not killed and time.monotonic() < deadline:
         for p in psutil.Process().children(recursive=True):
@@ -150,8 +154,9 @@ def test_study_tasks_start_with_the_allocator_setting_or_the_users_own(cluster, 
     ],
 )
 def test_make_trains_with_the_allocator_setting_or_the_users_own(target, command):
-    """The Makefile's copy of the setting is ``study.ALLOCATOR``, and its recipes put it (or the user's own) in front of
-    every process that trains: the notebook kernels, the study driver, the benchmark."""
+    """The Makefile's copy of the setting is ``study.ALLOCATOR``, and its recipes put it (or the
+    user's own) in front of every process that trains: the notebook kernels, the study driver, the
+    benchmark."""
     dry_run = subprocess.run(
         ["make", "-n", target], cwd=paths.ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -212,7 +217,8 @@ def test_ctrl_c_stops_the_study_leaving_only_whole_runs(cluster, tmp_path, data_
 @pytest.mark.slow
 def test_modules_import_without_fcntl_and_without_starting_ray():
     code = (
-        "import sys; sys.modules['fcntl'] = None; import mnist_utils.runs, mnist_utils.study, mnist_utils.experiments; "
+        "import sys; sys.modules['fcntl'] = None; import mnist_utils.runs, mnist_utils.study, "
+        "mnist_utils.experiments; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     proc = subprocess.run(

@@ -1,5 +1,5 @@
-"""Every "Try it" prompt does what it promises: each test edits a notebook as its prompt says, runs it in the quick
-profile (nbclient, a private artifacts folder) and checks the promised effect."""
+"""Every "Try it" prompt does what it promises: each test edits a notebook as its prompt says, runs
+it in the quick profile (nbclient, a private artifacts folder) and checks the promised effect."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def prompts(notebook: str) -> str:
 
 
 def run(notebook: str, workdir, edits: list[tuple[str, str]] = ()) -> list[str]:
-    """Execute ``notebook`` with each (old, new) replacement made in the one code cell that has it; return
-    the printed text of its code cells."""
+    """Execute ``notebook`` with each (old, new) replacement made in the one code cell that has it;
+    return the printed text of its code cells."""
     nb = nbformat.read(paths.ROOT / "notebooks" / notebook, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     for old, new in edits:
@@ -103,7 +103,8 @@ def test_04_without_augmentation_the_training_loss_falls_below_the_augmented_run
 
 
 def off_by(printed: str, dtype: str) -> float:
-    """How far the streaming mean computed with ``dtype`` sums is from the exact one (notebook 1's last cell)."""
+    """How far the streaming mean computed with ``dtype`` sums is from the exact one (notebook 1's
+    last cell)."""
     return float(re.search(rf"torch\.{dtype} +mean \S+ \(off by (\S+)\)", printed)[1])
 
 
@@ -213,7 +214,10 @@ def test_08_a_small_seven_in_a_corner_reads_alike_with_a_thicker_stroke(tmp_path
 
 def test_06_a_variant_of_your_own_trains_alone_and_gets_its_row(tmp_path):
     text = prompts("06_experiments.ipynb")
-    mine = 'variants.append(experiments.Variant("lr_3e-3", "improvement", "Adam at lr 3e-3", {"lr": 3e-3}))'
+    mine = (
+        'variants.append(experiments.Variant("lr_3e-3", "improvement", '
+        '"Adam at lr 3e-3", {"lr": 3e-3}))'
+    )
     assert mine in text and "`alpha=0.05` in `verdict` to 0.01" in text
     results = "results = {v.name: experiments.run_variant("
     run("04_training.ipynb", tmp_path)
