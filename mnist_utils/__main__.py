@@ -1,5 +1,4 @@
-"""`python -m mnist_utils COMMAND ...`: the package's command-line tools (add a command to
-COMMANDS)."""
+"""`python -m mnist_utils COMMAND ...`: the package's CLI tools (add a command to COMMANDS)."""
 
 from __future__ import annotations
 

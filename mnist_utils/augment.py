@@ -142,8 +142,7 @@ def sample_crop(
 def sample_params(
     n: int, g: torch.Generator, spec: AugmentSpec = REFERENCE_SPEC, size: int = 28
 ) -> dict[str, torch.Tensor]:
-    """Independent random parameters for each of ``n`` images (identity where a transform is
-    off)."""
+    """Independent random parameters for ``n`` images each (identity where a transform is off)."""
     zeros = torch.zeros(n, dtype=torch.float64)
     angle = _uniform(n, -spec.degrees, spec.degrees, g) if spec.rotate else zeros
     crop = (

@@ -297,10 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     tunables = os.environ.get("GLIBC_TUNABLES") or None
     print(
         f"benchmark on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.rounds} interleaved rounds of {args.steps} "
-        "batches of 64; "
-        f"GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}"
+        f"{torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} interleaved rounds "
+        f"of {args.steps} batches of 64; GLIBC_TUNABLES {tunables or 'unset (glibc defaults)'}"
     )
     values = interleaved(PIPELINES, args.rounds, args.steps)
     epochs = {name: spread(v) for name, v in values.items()}
@@ -357,26 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     t, acc = result["time_to_99_s"], result["time_to_99_accuracy"]
     print(
         f"  engine: {result['speedup_vs_stock']:.2f}x the {stock} pipeline (medians), "
-        f"{result['engine_over_compute']:.3f}x "
-        f"compute, {100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the "
-        "bfloat16 forward pass "
-        f"{result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and "
-        f"{result['engine_over_compute_bfloat16']:.3f}x "
-        f"its compute; two 1-thread processes give "
+        f"{result['engine_over_compute']:.3f}x compute, "
+        f"{100 * result['engine_share_of_floor']:.0f} % of the floor's speed; with the bfloat16 "
+        f"forward pass {result['speedup_vs_stock_bfloat16']:.2f}x the {stock} pipeline and "
+        f"{result['engine_over_compute_bfloat16']:.3f}x its compute; two 1-thread processes give "
         f"{result['two_processes_throughput']:.2f}x the throughput of one "
         f"{torch.get_num_threads()}-thread process\n"
         f"  time to 99 %: {t['min']:.1f} / {t['median']:.1f} / {t['max']:.1f} s (min / median / "
-        f"max of {len(races)} seeds, "
-        f"eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy mean "
-        f"{100 * acc['mean']:.2f} %, "
-        f"min {100 * acc['min']:.2f} %, ≥ 99 % in {acc['reached']} of {acc['seeds']}"
+        f"max of {len(races)} seeds, eval included, at sgemm {gflops:.0f} GFLOP/s); test accuracy "
+        f"mean {100 * acc['mean']:.2f} %, min {100 * acc['min']:.2f} %, ≥ 99 % in {acc['reached']} "
+        f"of {acc['seeds']}"
     )
     p, pacc = result["peer_s"], result["peer_accuracy"]
     print(
         "  the peer recipe (tuomaso/train_mnist_fast, float32), raced seed by seed: "
-        f"{p['min']:.1f} / "
-        f"{p['median']:.1f} / {p['max']:.1f} s; test accuracy mean {100 * pacc['mean']:.2f} %, "
-        f"min {100 * pacc['min']:.2f} %, ≥ 99 % in {pacc['reached']} of {pacc['seeds']}\n"
+        f"{p['min']:.1f} / {p['median']:.1f} / {p['max']:.1f} s; test accuracy mean "
+        f"{100 * pacc['mean']:.2f} %, min {100 * pacc['min']:.2f} %, ≥ 99 % in {pacc['reached']} "
+        f"of {pacc['seeds']}\n"
         f"  racer / peer (medians): {result['racer_over_peer']:.2f} (goal ≤ 0.5)"
     )
     write_json(paths.artifacts_dir() / "bench.json", result)

@@ -8,8 +8,7 @@ import os
 from dataclasses import dataclass
 
 PROFILES = ("quick", "default", "full")
-"""quick: CI-sized subset; default: the `make run-all` study; full: the complete multi-seed
-study."""
+"""quick: CI-sized subset; default: the `make run-all` study; full: the whole multi-seed study."""
 
 REFERENCE_AUGMENT = ("rotate", "crop", "translate")
 """The three transforms of the reference recipe, in the order they are applied."""

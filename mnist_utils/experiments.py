@@ -336,8 +336,7 @@ def train_plan(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils train`: train a profile's study runs as Ray tasks, ahead of the
-    notebook."""
+    """`python -m mnist_utils train`: a profile's study runs as Ray tasks, ahead of the notebook."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils train",
         description="Train (or resume) the runs of the experiments notebook under a profile's "

@@ -47,8 +47,7 @@ class Deployable(nn.Module):
 
 @contextlib.contextmanager
 def _quiet_torchscript() -> Iterator[None]:
-    """Silence torch's deprecation notices for TorchScript, which this export asks for on
-    purpose."""
+    """Silence torch's deprecation notices for TorchScript, which this export uses on purpose."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -73,9 +72,8 @@ def export_onnx(model: nn.Module, path: Path | str) -> str:
     except ImportError as exc:
         raise ExportError(
             "ONNX export needs the 'onnx' and 'onnxscript' packages, which are not installed in "
-            "this environment; "
-            "install them with `make venv` (they are in requirements.txt) or `pip install onnx "
-            "onnxscript onnxruntime`."
+            "this environment; install them with `make venv` (they are in requirements.txt) or "
+            "`pip install onnx onnxscript onnxruntime`."
         ) from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +104,8 @@ def export_onnx(model: nn.Module, path: Path | str) -> str:
         except Exception as second:  # noqa: BLE001
             raise ExportError(
                 f"ONNX export to {path} failed with both exporters: default "
-                f"({type(first).__name__}: {first}); "
-                f"dynamo=False ({type(second).__name__}: {second})."
+                f"({type(first).__name__}: {first}); dynamo=False ({type(second).__name__}: "
+                f"{second})."
             ) from second
         return "legacy"
 
@@ -221,10 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             done = f"wrote {out / name}" if r["ok"] else f"NOT written: no file at {out / name}"
             print(
                 f"{r['format']}: {'OK' if r['ok'] else 'MISMATCH'} on {r['images']} test images "
-                "(same argmax: "
-                f"{r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, tolerance "
-                f"{ATOL:g}); {done} "
-                f"({r['exporter']})"
+                f"(same argmax: {r['same_argmax']}, max |Δ log-prob| = {r['max_abs_diff']:.2e}, "
+                f"tolerance {ATOL:g}); {done} ({r['exporter']})"
             )
     except (ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -65,8 +65,7 @@ def transform_rows(rows: dict[str, Sequence], size: float = 1.2) -> plt.Figure:
 def kernel_response(
     image: torch.Tensor, kernel: torch.Tensor, response: torch.Tensor
 ) -> plt.Figure:
-    """An image, a convolution kernel (weights written in) and the kernel's response map, side by
-    side."""
+    """An image, a convolution kernel (weights written in) and its response map, side by side."""
     fig, (a, b, c) = plt.subplots(
         1, 3, figsize=(8.4, 2.9), gridspec_kw={"width_ratios": [1, 0.6, 1]}
     )
@@ -336,8 +335,11 @@ def learning_rates(rates: list[float], steps_per_epoch: int, title: str) -> plt.
     ax.plot(rates, color="C2")
     for epoch in range(steps_per_epoch, len(rates), steps_per_epoch):
         ax.axvline(epoch, color="gray", lw=0.5, ls=":")
-    ax.set(xlabel=f"training step (dotted: every {steps_per_epoch} steps, one epoch)",
-           ylabel="learning rate", title=title)
+    ax.set(
+        xlabel=f"training step (dotted: every {steps_per_epoch} steps, one epoch)",
+        ylabel="learning rate",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

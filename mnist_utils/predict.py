@@ -32,8 +32,7 @@ from . import engine, paths, runs
 from .config import PROFILES, RunConfig
 
 MAX_PIXELS = 40_000_000
-"""Largest image (width × height) :func:`load_image` decodes; bigger files are refused before
-decoding."""
+"""Largest image (width × height) :func:`load_image` decodes; bigger ones are refused undecoded."""
 MAX_FRAMES = 50
 """Frames of an animated GIF / multi-page TIFF that :func:`load_image` compares to find the one with
 the digit."""
@@ -41,8 +40,7 @@ the digit."""
 SIZE = 28
 BOX = 20
 INK_FRACTION = 0.1
-"""Pixels near the digit's strokes with more than this fraction of full ink make up its bounding
-box."""
+"""Pixels near the digit's strokes with over this fraction of full ink make up its bounding box."""
 MIN_CONTRAST = 0.05
 """An image whose ink is less than this (fraction of the paper's level; of full scale for light ink
 on dark) above its background counts as blank."""
@@ -70,8 +68,7 @@ farther ones are specks."""
 
 
 class PredictError(ValueError):
-    """An input image cannot be read or holds no digit; the message names the problem and the
-    fix."""
+    """An image cannot be read or holds no digit; the message names the problem and the fix."""
 
 
 def default_checkpoint() -> Path:
@@ -150,8 +147,8 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                 if width * height > cap:
                     raise PredictError(
                         f"{name}: image is {width}×{height} = {width * height / 1e6:.1f} "
-                        "megapixels, over the "
-                        f"{cap / 1e6:g}-megapixel limit; shrink or crop it around the digit first."
+                        f"megapixels, over the {cap / 1e6:g}-megapixel limit; shrink or crop it "
+                        "around the digit first."
                     )
                 image.load()
                 frames = getattr(image, "n_frames", 1)
@@ -392,8 +389,7 @@ def remove_lines(
 def _is_clutter(
     component: np.ndarray, others: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]
 ) -> bool:
-    """A thin line along the image's edge, or a hollow box (3–4 sides drawn) with other ink inside
-    it."""
+    """A thin line along the image's edge, or a hollow box (3–4 sides drawn) around other ink."""
     height, width = component.shape
     at_edge = (
         box[0].start == 0 or box[0].stop == shape[0],
@@ -553,8 +549,7 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
 
 
 def place_centred(patch: np.ndarray) -> np.ndarray:
-    """Paste ``patch`` into a SIZE×SIZE field so its centre of mass lands on pixel (SIZE/2,
-    SIZE/2)."""
+    """Put ``patch`` in a SIZE×SIZE field so its centre of mass lands on pixel (SIZE/2, SIZE/2)."""
     offset = SIZE / 2 - np.array(ndimage.center_of_mass(patch))
     h, w = patch.shape  # halves round up, float noise ignored: symmetric shapes always shift alike
     top, left = np.clip(np.floor(offset + 0.5 + 1e-6), 0, [SIZE - h, SIZE - w]).astype(int)

@@ -1,5 +1,7 @@
-"""`make report`: report/main.tex.j2 filled from the notebooks' JSON artifacts by jinja2, then
-report.pdf by latexmk."""
+"""`make report`: report/main.tex.j2 filled from the notebooks' JSON artifacts, then report.pdf.
+
+jinja2 fills the template; latexmk builds the PDF.
+"""
 
 from __future__ import annotations
 
@@ -330,8 +332,7 @@ def pdf_path(profile: str) -> Path:
 
 
 def latex_problems(log: str, tolerance_pt: float = OVERFULL_TOLERANCE_PT) -> list[str]:
-    """Undefined references/citations and overfull boxes wider than ``tolerance_pt`` reported in a
-    LaTeX log."""
+    """Undefined references/citations and overfull boxes over ``tolerance_pt`` in a LaTeX log."""
     undefined = re.compile(
         r"undefined references|Reference `[^']*' on page \d+ undefined|Citation .* undefined"
     )
@@ -407,8 +408,7 @@ def build(profile: str = "default", strict: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``generate`` writes the filled LaTeX, ``build`` also compiles the PDF; errors print one
-    line."""
+    """CLI: ``generate`` writes the filled LaTeX, ``build`` also the PDF; errors print one line."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils.report", description=__doc__.splitlines()[0]
     )

@@ -1,5 +1,4 @@
-"""Execute one course notebook with papermill: one line on success, one line naming the failure
-otherwise.
+"""Run one course notebook with papermill: one line on success, one naming the failure otherwise.
 
 ``python -m mnist_utils.run_notebook notebooks/04_training.ipynb executed/ --profile default`` is
 what ``make nb/04_training`` runs. The kernel is started with CurveZMQ keys, so its traffic is
@@ -39,8 +38,7 @@ def last_error_line(exc: BaseException) -> str:
 
 
 def execute(notebook: Path, out_dir: Path, profile: str, kernel: str = "python3") -> Path:
-    """Run ``notebook`` with parameter ``profile`` into ``out_dir``/same name; return the executed
-    copy."""
+    """Run ``notebook`` with parameter ``profile`` into ``out_dir``/same name; return that copy."""
     import papermill
 
     out = out_dir / notebook.name
@@ -61,8 +59,7 @@ def execute(notebook: Path, out_dir: Path, profile: str, kernel: str = "python3"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Execute one notebook; print ``name (profile): N s`` or one ``FAILED`` line; exit 0 / 1 /
-    2."""
+    """Run one notebook; print ``name (profile): N s`` or one ``FAILED`` line; exit 0 / 1 / 2."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_utils.run_notebook", description=__doc__.splitlines()[0]
     )

@@ -93,8 +93,8 @@ def check_writable(folder: Path) -> None:
     """Create ``folder``, write a probe file and check free space, so a read-only or full disk fails
     before training."""
     fix = (
-        "free some space or make it writable, "
-        "or train elsewhere with `MNIST_ARTIFACTS_DIR=/some/writable/dir`"
+        "free some space or make it writable, or train elsewhere with "
+        "`MNIST_ARTIFACTS_DIR=/some/writable/dir`"
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,9 @@
-"""`make snapshot`: copy a finished default run's executed notebooks and report into ``snapshot/``,
-stamped.
+"""`make snapshot`: copy a finished default run's executed notebooks and report into ``snapshot/``.
 
-The snapshot is what a reader sees on GitHub without running anything. It is refreshed only from a
-complete ``make run-all`` (default profile) and ``make report`` of the code that is in
-``notebooks/`` now: ``tests/test_snapshot.py`` fails when a notebook's code differs from its
-snapshot's.
+The copy is stamped. The snapshot is what a reader sees on GitHub without running anything. It is
+refreshed only from a complete ``make run-all`` (default profile) and ``make report`` of the code
+that is in ``notebooks/`` now: ``tests/test_snapshot.py`` fails when a notebook's code differs from
+its snapshot's.
 """
 
 from __future__ import annotations
@@ -61,8 +60,7 @@ def cpu_name() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit (short hash), with ``+changes`` when the working tree differs from
-    it."""
+    """The checkout's commit (short hash), with ``+changes`` if the working tree differs from it."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -77,8 +75,7 @@ def commit() -> str:
 
 
 def check_executed(executed: Path) -> list[Path]:
-    """The executed copies of every course notebook, each from the default profile and today's
-    code."""
+    """Executed copies of every course notebook, each from the default profile and today's code."""
     found = []
     for notebook in course():
         copy = executed / notebook.name
@@ -117,8 +114,7 @@ def index(info: dict, notebooks: list[Path]) -> str:
         "# The course, executed",
         "",
         f"Outputs of `make run-all` and `make report` (profile `{info['profile']}`), made "
-        f"{info['date']} "
-        f"at commit `{info['commit']}` on {info['cores']} cores of an {info['cpu']} "
+        f"{info['date']} at commit `{info['commit']}` on {info['cores']} cores of an {info['cpu']} "
         f"(sgemm {info['sgemm_gflops']} GFLOP/s). `make snapshot` refreshes this folder.",
         "",
         "- [The report (PDF)](report.pdf)",
@@ -128,8 +124,7 @@ def index(info: dict, notebooks: list[Path]) -> str:
 
 
 def make_snapshot(executed: Path = EXECUTED, pdf: Path | None = None, out: Path = SNAPSHOT) -> Path:
-    """Replace ``out`` with the executed notebooks, the PDF and the stamp; refuse a stale or partial
-    run."""
+    """Replace ``out`` by the executed notebooks, PDF and stamp; refuse a stale or partial run."""
     from .bench import sgemm_gflops
 
     pdf = pdf or paths.report_dir() / "report.pdf"

@@ -33,8 +33,7 @@ CONNECT_TIMEOUT_S = 10.0
 """Seconds a study waits for the host:port of ``$RAY_ADDRESS`` to accept a connection."""
 
 MAX_RETRIES = 3
-"""How often Ray reruns a task whose worker process died (a real error in the run is never
-retried)."""
+"""How often Ray reruns a task whose worker process died (a real error in a run is not retried)."""
 
 ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 """``GLIBC_TUNABLES`` of the task processes: glibc keeps freed blocks of up to 32 MB in its heap and
@@ -325,9 +324,9 @@ def run_study(
         ):  # a KeyboardInterrupt in each task: force=True, which kills the worker, crashed Ray once
             ray.cancel(ref)  # (a check in its TaskManager) when a task was replying at that moment
         print(
-            f"\ninterrupted: runs recorded this time: {len(results)}, each whole; the others left "
-            "nothing in "
-            f"artifacts/. Run the same command again to go on.",
+            "\n"
+            f"interrupted: runs recorded this time: {len(results)}, each whole; the others left "
+            "nothing in artifacts/. Run the same command again to go on.",
             file=sys.stderr,
         )
         raise
@@ -356,9 +355,8 @@ def describe(s: dict) -> str:
     if "wall_seconds" in s:
         lines.append(
             f"  wall {s['wall_seconds']:.0f} s (Ray start-up {s['startup_seconds']:.1f} s) on "
-            f"{s['cpus']:.0f} CPUs; "
-            f"summed train time {s['train_seconds']:.0f} s (in tasks {s['task_seconds']:.0f} s): "
-            f"{s['speedup']:.2f}x one 1-thread process"
+            f"{s['cpus']:.0f} CPUs; summed train time {s['train_seconds']:.0f} s (in tasks "
+            f"{s['task_seconds']:.0f} s): {s['speedup']:.2f}x one 1-thread process"
         )
         lines.append(
             "  runs per node: "

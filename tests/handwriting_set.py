@@ -1,5 +1,6 @@
-"""A hold-out set of real, non-MNIST handwritten digits in assorted file formats, generated on the
-fly (fixed seed).
+"""A hold-out set of real, non-MNIST handwritten digits in assorted file formats, made on the fly.
+
+Generated with a fixed seed (``--seed``, default 0).
 
 Source: scikit-learn's bundled ``load_digits`` (1,797 digits by 13 writers of the UCI set, 8×8
 counts of ink per 4×4 block of a 32×32 bitmap). Each digit is upscaled (bicubic) and
@@ -188,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     r = evaluate(args.checkpoint, args.half, args.seed)
     print(
         f"{r['half']} half: {r['images']} files, accuracy {100 * r['accuracy']:.2f} % (clean "
-        "strokes: "
-        f"{100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: "
+        f"strokes: {100 * r['clean_accuracy']:.2f} %; same digit as on the clean stroke: "
         f"{100 * r['agreement']:.2f} %)"
     )
     for kind in sorted(r["by_kind"]):

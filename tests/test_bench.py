@@ -1,5 +1,4 @@
-"""The benchmark compares the reference recipe with itself (timings themselves are never
-asserted)."""
+"""The benchmark compares the reference recipe with itself (timings are never asserted)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Calibration (ECE, temperature scaling), the robustness perturbations and input-gradient
-saliency."""
+"""Calibration (ECE, temperature scaling), robustness perturbations and input-gradient saliency."""
 
 from __future__ import annotations
 

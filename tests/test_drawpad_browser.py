@@ -106,8 +106,8 @@ def jupyter_lab(
                 time.sleep(0.25)
         else:
             raise TimeoutError(
-                f"JupyterLab did not answer on {base} within 60 "
-                f"s:\n{(state / 'lab.log').read_text()}"
+                f"JupyterLab did not answer on {base} within 60 s:\n"
+                f"{(state / 'lab.log').read_text()}"
             )
         yield base, token
     finally:
@@ -174,8 +174,7 @@ LATENCY_PROBE = """([canvas, result]) => {
 
 
 def run_all_cells(page, url: str, timeout_ms: int = 60_000) -> None:
-    """Open the notebook at ``url``, wait for its kernel, Run All Cells; assert that no cell
-    failed."""
+    """Open the notebook at ``url``, wait for its kernel, Run All Cells; assert no cell failed."""
     page.goto(url)
     page.locator(".jp-Notebook").wait_for(timeout=30_000)
     wait_for_kernel(url)  # the page shows "idle" before a kernel exists, so ask the server
@@ -238,7 +237,8 @@ def test_drawing_a_1_and_a_7_on_the_pad_in_jupyterlab(lab_url):
                 json.dumps({"mouse_up_to_answer_ms": latencies})
             )
             print(
-                "\nmouse-up -> updated answer in the browser (ms): "
+                "\n"
+                "mouse-up -> updated answer in the browser (ms): "
                 f"{', '.join(f'{t:.0f}' for t in latencies)}"
             )
         except Exception:

@@ -1,5 +1,4 @@
-"""One source of truth: the code a notebook teaches and the toolbox code the pipeline runs are the
-same."""
+"""One source of truth: the code a notebook teaches is the toolbox code the pipeline runs."""
 
 from __future__ import annotations
 

@@ -55,7 +55,8 @@ MUTATIONS = [
         "02_augmentation.ipynb",
         "p = augment.sample_params(len(x), g)\ntheta",
         "p = {k: v[:1].repeat(len(x), *[1] * (v.dim() - 1)) for k, v in "
-        "augment.sample_params(len(x), g).items()}\ntheta",
+        "augment.sample_params(len(x), g).items()}\n"
+        "theta",
         "a fresh angle for every image",
     ),
     (
@@ -71,8 +72,7 @@ MUTATIONS = [
         "far above chance",
     ),
 ]
-"""(notebook, line of the lesson, a broken version of it, what the notebook's own check then
-says)."""
+"""(notebook, lesson line, a broken version of it, what the notebook's own check then says)."""
 
 
 @pytest.mark.slow

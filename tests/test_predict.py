@@ -1,5 +1,4 @@
-"""MNIST-style preprocessing of your own images, image loading errors, and the `predict` command
-line."""
+"""MNIST-style preprocessing of your own images, loading errors, and the `predict` command line."""
 
 from __future__ import annotations
 
@@ -64,8 +63,7 @@ def aligned_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check_mnist_style(t: torch.Tensor) -> None:
-    """uint8 [28, 28], ink inside a 20×20 box in the frame, centre of mass within 1 px of (14,
-    14)."""
+    """uint8 [28, 28], ink in a 20×20 box in the frame, centre of mass within 1 px of (14, 14)."""
     assert t.dtype == torch.uint8 and t.shape == (28, 28)
     rows, cols = torch.nonzero(t, as_tuple=True)
     assert rows.max() - rows.min() + 1 <= 20 and cols.max() - cols.min() + 1 <= 20

@@ -280,8 +280,7 @@ def figure_pdf(tmp_path_factory) -> Path:
         if shutil.which(tool) is None:
             _skip_or_fail(
                 f"{tool} is not installed, so the PDF cannot be built and read: "
-                f"{report.LATEX_INSTALL} "
-                "poppler-utils"
+                f"{report.LATEX_INSTALL} poppler-utils"
             )
     import matplotlib
 
@@ -371,22 +370,19 @@ def test_bench_json_and_verdicts_add_their_section_and_column(env, figure_pdf):
     )
     assert (
         "(medians). With the bfloat16 forward pass of the study’s runs it is 5.12 times faster "
-        "than that stock"
-        in flat
+        "than that stock" in flat
     )
     assert (
         "pipeline, and within a factor of 1.186 of the same compute in bfloat16. The hardware"
         in flat
     )
     assert (
-        "evaluation in 55.5 s (median; 50.5 to 58.0 s) over 5 seeds, with 99.12 % mean and 98.99 % "
-        "minimum"
-        in flat
+        "evaluation in 55.5 s (median; 50.5 to 58.0 s) over 5 seeds, with 99.12 % mean and 98.99 "
+        "% minimum" in flat
     )
     assert (
         "Two 1-thread processes side by side, as the study’s Ray tasks train, give 1.41 times the "
-        "throughput"
-        in flat
+        "throughput" in flat
     )
     assert "4 of 5 seeds at 99 %" in flat and "the engine runs at 43 %" in flat
     assert re.search(r"engine 10\.1 10\.5 12\.0", text) and re.search(
@@ -432,8 +428,7 @@ def test_pdf_from_this_environments_artifacts(tmp_path, monkeypatch):
     if missing:
         _skip_or_fail(
             "no artifacts to build the report from (run `make test` or `make run-all`): "
-            f"{missing[0]} "
-            f"and {len(missing) - 1} more are missing"
+            f"{missing[0]} and {len(missing) - 1} more are missing"
         )
     for tool in ("latexmk", "pdftotext"):
         if shutil.which(tool) is None:

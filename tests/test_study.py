@@ -51,8 +51,7 @@ def cluster():
 
 
 def _kill_one_task(killed: list[int]) -> None:
-    """SIGKILL the first worker process of ours seen running a study task for half a second
-    (mid-run)."""
+    """SIGKILL our first worker process seen running a study task for half a second (mid-run)."""
     deadline = time.monotonic() + 120
     while not killed and time.monotonic() < deadline:
         for p in psutil.Process().children(recursive=True):
@@ -218,8 +217,7 @@ def test_ctrl_c_stops_the_study_leaving_only_whole_runs(cluster, tmp_path, data_
 def test_modules_import_without_fcntl_and_without_starting_ray():
     code = (
         "import sys; sys.modules['fcntl'] = None; import mnist_utils.runs, mnist_utils.study, "
-        "mnist_utils.experiments; "
-        "assert 'ray' not in sys.modules, 'ray imported'"
+        "mnist_utils.experiments; assert 'ray' not in sys.modules, 'ray imported'"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=paths.ROOT

@@ -48,8 +48,7 @@ def page():
 
 
 def url(lab: tuple[str, str], k: int) -> str:
-    """Notebook k in a workspace of its own, so that JupyterLab opens no other notebook beside
-    it."""
+    """Notebook k in a workspace of its own, so JupyterLab opens no other notebook beside it."""
     (base, token), name = lab, NOTEBOOKS[k].name
     return f"{base}/lab/workspaces/{NOTEBOOKS[k].stem}/tree/{name}?token={token}"
 
