@@ -117,7 +117,8 @@ def test_01_bfloat16_sums_miss_the_mean_in_the_second_decimal_and_the_test_set_l
         and "Add `print(streaming_mean_std(test_ds))`" in text
     )
     dtypes = "dtypes = [torch.float64, torch.float32]"
-    last = 'f"std {s:.6f} (off by {abs(s - exact_std):.0e})")'
+    # the end of the last cell
+    last = '        f"std {s:.6f} (off by {abs(s - exact_std):.0e})"\n    )'
     printed = run(
         "01_data_exploration.ipynb",
         tmp_path,
