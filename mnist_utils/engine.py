@@ -139,10 +139,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     leaves no partial file."""
     try:
         paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
-    except (
-        OSError,
-        RuntimeError,
-    ) as exc:  # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
+    # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
+    except (OSError, RuntimeError) as exc:
         raise CheckpointError(
             f"Cannot write checkpoint {path}: disk full or not writable "
             f"({str(exc).splitlines()[0]}); any earlier checkpoint there is kept. Free space or "
@@ -224,12 +222,8 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Modul
         config = RunConfig.from_dict(state["config"])
         model = build_model(config.model, config.dropout)
         model.load_state_dict(state["model"])
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        RuntimeError,
-    ) as exc:  # config fields, model names or weights this code does not know
+    # config fields, model names or weights this code does not know
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             _fix(
                 path,

@@ -85,9 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         execute(args.notebook, args.out_dir, args.profile, args.kernel)
-    except (
-        Exception
-    ) as exc:  # a failed cell: its error line, and where the executed copy with it is
+    # a failed cell: its error line, and where the executed copy with it is
+    except Exception as exc:
         print(
             f"FAILED in {args.notebook.name} (profile {args.profile}): {last_error_line(exc)} "
             f"(the whole traceback: {args.out_dir / args.notebook.name})",
