@@ -65,3 +65,25 @@ def tiny_checkpoint(tmp_path_factory, train_split, test_split):
         progress=False,
     )
     return run_dir / engine.CHECKPOINT
+
+
+def execute_quick(nb, workdir) -> None:
+    """Execute a notebook object (nbformat) in the quick profile, as from notebooks/, writing its
+    artifacts and report files under ``workdir`` only; a failing cell raises CellExecutionError."""
+    from nbclient import NotebookClient
+
+    env = {
+        "MNIST_PROFILE": "quick",
+        "MNIST_ARTIFACTS_DIR": str(workdir / "artifacts"),
+        "MNIST_REPORT_DIR": str(workdir / "report"),
+        "MNIST_PROGRESS": "0",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in env.items():
+            mp.setenv(var, value)
+        NotebookClient(
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(paths.ROOT / "notebooks")}},
+        ).execute()

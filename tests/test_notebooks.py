@@ -79,11 +79,9 @@ MUTATIONS = [
 @pytest.mark.parametrize(
     "name, good, bad, message", MUTATIONS, ids=[f"{m[0][:2]}-{m[3][:20]}" for m in MUTATIONS]
 )
-def test_a_notebook_check_fails_when_its_fact_is_broken(
-    name, good, bad, message, tmp_path, monkeypatch
-):
+def test_a_notebook_check_fails_when_its_fact_is_broken(name, good, bad, message, tmp_path):
     import nbformat
-    from nbclient import NotebookClient
+    from conftest import execute_quick
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(paths.ROOT / "notebooks" / name, as_version=4)
@@ -93,19 +91,7 @@ def test_a_notebook_check_fails_when_its_fact_is_broken(
     )
     for cell in nb.cells:
         cell.source = cell.source.replace(good, bad)
-    for var, value in {
-        "MNIST_PROFILE": "quick",
-        "MNIST_ARTIFACTS_DIR": tmp_path / "a",
-        "MNIST_REPORT_DIR": tmp_path / "r",
-    }.items():
-        monkeypatch.setenv(var, str(value))
-    client = NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(paths.ROOT / "notebooks")}},
-    )
     with pytest.raises(CellExecutionError) as failure:
-        client.execute()
+        execute_quick(nb, tmp_path)
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(failure.value))  # the traceback is coloured
     assert "AssertionError" in text and message in text

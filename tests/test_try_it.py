@@ -9,7 +9,7 @@ import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from conftest import execute_quick
 
 from mnist_utils import paths
 
@@ -33,21 +33,7 @@ def run(notebook: str, workdir, edits: list[tuple[str, str]] = ()) -> list[str]:
         )
         for cell in code:
             cell.source = cell.source.replace(old, new)
-    env = {
-        "MNIST_PROFILE": "quick",
-        "MNIST_ARTIFACTS_DIR": str(workdir / "artifacts"),
-        "MNIST_REPORT_DIR": str(workdir / "report"),
-        "MNIST_PROGRESS": "0",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for var, value in env.items():
-            mp.setenv(var, value)
-        NotebookClient(
-            nb,
-            timeout=600,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(paths.ROOT / "notebooks")}},
-        ).execute()
+    execute_quick(nb, workdir)
     return [
         "".join(o.get("text", "") for o in c.get("outputs", []))
         for c in nb.cells
