@@ -76,10 +76,23 @@ def test_default_profile_backs_every_comparison_with_three_seeds():
     default, full = ex.PLANS["default"], ex.PLANS["full"]
     assert len(default.seeds) >= 3 and len(default.final_seeds) >= 3
     trained = {v.name for v in default.variants}
-    assert {"reference", "flips"} <= trained  # the flips comparison of the report
+    # the reference arm and the seed report's three proposals: a schedule, a third conv, more aug
+    assert {"reference", "onecycle", "third_conv", "strong_aug"} <= trained
     assert trained | set(ex.FULL_ONLY) == {v.name for v in full.variants} and not trained & set(
         ex.FULL_ONLY
     )
+    # the budget where the reference arm reached 99 % (the seed report's regime), not 1 epoch
+    assert default.epochs >= 6 and ex.REGIME == 99.0
+    assert default.search == () and ex.choose_recipe({}) == ex.BASE  # fixed in advance
+
+
+def test_notebook_6_states_a_verdict_only_where_the_reference_arm_reaches_the_regime():
+    at_budget = lesson_namespace("06_experiments.ipynb")["at_budget"]
+    assert at_budget("better", 99.14) == "better"
+    assert at_budget("worse", 98.05) == (
+        "cannot tell at this budget (reference arm 98.05 % < 99.0 %)"
+    )
+    assert at_budget("needs ≥ 2 seeds", 90.0) == "needs ≥ 2 seeds"
 
 
 def test_run_variant_reads_a_finished_run_and_trains_only_the_missing_one(tmp_path, monkeypatch):
@@ -204,7 +217,7 @@ def test_train_command_runs_the_search_first_and_adds_the_chosen_recipe_once_it_
     assert final[1].init_from == "improved-seed1"
     assert [
         ex.config_for(improved, 0, ex.PLANS[p]).epochs for p in ("quick", "default", "full")
-    ] == [1, 2, 10]
+    ] == [1, 1, 10]  # 2/3 of 1, 2 and 15 epochs, at least 1
     assert capsys.readouterr().out.count("already finished") == 1
     assert ex.main(["reference", "--profile", "quick"]) == 1  # a failed run fails the command
     assert len(seen[-1][0]) == 1 and seen[-1][2] == []  # no final variant asked: no search
