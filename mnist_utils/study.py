@@ -32,6 +32,11 @@ from .engine import CHECKPOINT, load_checkpoint, save_checkpoint
 CONNECT_TIMEOUT_S = 10.0
 """Seconds a study waits for the host:port of ``$RAY_ADDRESS`` to accept a connection."""
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""What a gRPC client sends first: the HTTP/2 connection preface and an empty SETTINGS frame. Ray's
+GCS (and its client server) answer with a SETTINGS frame of their own; a port that is not Ray's does
+not, and ``ray.init`` would wait on it for minutes."""
+
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in a run is not retried)."""
 
@@ -138,8 +143,8 @@ def _why(exc: Exception) -> str:
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Refuse, in one line, a ``$RAY_ADDRESS`` (``host:port``, ``ray://host:port``) that is
-    malformed or whose port accepts no connection within ``timeout`` s; ``auto``, ``local``:
-    Ray's."""
+    malformed, whose port accepts no connection within ``timeout`` s, or whose server does not
+    answer a gRPC handshake; ``auto``, ``local``: Ray's."""
     if address in ("auto", "local"):
         return
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
@@ -147,13 +152,25 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     if not sep or not host or not port.isdigit():
         raise StudyError(f"RAY_ADDRESS={address} is not host:port (e.g. 10.0.0.5:6379); {fix}.")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as exc:
         raise StudyError(
             f"cannot reach the Ray cluster at RAY_ADDRESS={address} within "
             f"{timeout:g} s "
             f"({exc.strerror or exc}); {fix}."
         ) from exc
+    with conn:
+        try:
+            conn.sendall(HTTP2_PREFACE)
+            reply = conn.recv(9)
+        except OSError:  # silent, or closed on us
+            reply = b""
+    if len(reply) < 9 or reply[3] != 4:  # a gRPC server answers with an HTTP/2 SETTINGS frame
+        raise StudyError(
+            f"RAY_ADDRESS={address} accepts connections but does not answer as Ray does (no "
+            f"gRPC reply within {timeout:g} s); point it at the cluster's head (`ray status` there "
+            "prints its address) or unset RAY_ADDRESS to train on this machine."
+        )
 
 
 @contextlib.contextmanager

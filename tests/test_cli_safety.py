@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -85,6 +86,28 @@ def test_an_unreachable_ray_address_fails_fast_in_one_line_naming_it(tmp_path):
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "RAY_ADDRESS=127.0.0.1:1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_ray_address_that_answers_but_is_not_ray_fails_in_one_line(reply):
+    """A port that accepts and stays silent (or speaks HTTP/1) made ``ray.init`` wait for
+    minutes."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(reply)
+                time.sleep(3)
+
+        threading.Thread(target=answer, daemon=True).start()
+        start = time.monotonic()
+        with pytest.raises(study.StudyError, match="does not answer as Ray") as err:
+            study.check_reachable(f"127.0.0.1:{port}", timeout=2)
+    assert time.monotonic() - start < 10 and "\n" not in str(err.value)
+    assert f"RAY_ADDRESS=127.0.0.1:{port}" in str(err.value)
 
 
 def test_an_artifacts_dir_that_is_a_file_fails_before_ray_starts(tmp_path, monkeypatch, capsys):

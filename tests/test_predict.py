@@ -570,3 +570,32 @@ def test_two_digits_are_refused_not_read_as_one(tmp_path, tiny_checkpoint, text,
     out, err = capsys.readouterr()
     assert out == "" and f"error: {path}: more than one digit found" in err
     assert "more than one digit found" in json.loads(out_json.read_text())[0]["error"]
+
+
+def test_two_digits_joined_by_a_stroke_are_refused_not_read_as_one():
+    """Two handwritten digits that touch (the 2's base running into the 6) form one piece of
+    ink."""
+    image = Image.new("L", (300, 200), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=120)
+    draw.text((20, 20), "2", fill=0, font=font)
+    draw.text((150, 20), "6", fill=0, font=font)
+    left, right = draw.textbbox((20, 20), "2", font=font), draw.textbbox((150, 20), "6", font=font)
+    base = right[3] - 8
+    draw.line((left[2] - 10, base, right[0] + 10, base), fill=0, width=8)
+    with pytest.raises(predict.PredictError, match="more than one digit found"):
+        predict.preprocess(image)
+    one = Image.new("L", (300, 200), 255)
+    ImageDraw.Draw(one).text((90, 20), "2", fill=0, font=font)
+    predict.preprocess(one)  # a single digit, even one with a long base, is read
+
+
+@pytest.mark.parametrize("seed", [1, 14, 70], ids=["paper-texture", "shadow-over-half", "shadow"])
+def test_blank_photographed_pages_that_were_read_as_a_digit_are_refused(seed):
+    """Blank pages of the photo set (seeded) that used to get a digit: the paper's fibres, a
+    shadow covering most of a squared page, a shadow's edge."""
+    import photo_set
+
+    page = photo_set.photo([], "blank", np.random.default_rng(seed))
+    with pytest.raises(predict.PredictError, match="blank|no digit found"):
+        predict.preprocess_array(page)
