@@ -66,6 +66,10 @@ WIDE, NECK, NECK_HEIGHT = 1.3, 1.5, 0.2
 widths and NECK_HEIGHT of its height thick, with tall writing on both sides, is two touching digits
 (tune halves: both touching pairs of the photo set refused; no digit of the handwriting set and
 7 of MNIST's 10,000 test digits)."""
+SOLID = 0.9
+"""Ink filling this much of its box, and less than 2.5 times as long as wide, is a block, not
+strokes: shadowed squares of a page filled 0.92-0.98 (photo set, tune half); the fattest "1" of the
+handwriting set, 0.86."""
 MAX_INK = 0.5
 """Ink is never the majority of a photo of a digit on paper: more is a shadow, a dark page or a
 texture."""
@@ -522,7 +526,15 @@ def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
         if gap[labels == k + 1].min() <= reach
     ]
     _one_digit(labels, boxes, mass, main, kept)
-    if _touching(np.isin(labels, kept)):
+    writing = np.isin(labels, kept)
+    rows, cols = np.flatnonzero(writing.any(1)), np.flatnonzero(writing.any(0))
+    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    if writing.sum() > SOLID * h * w and max(h, w) < 2.5 * min(h, w):
+        raise PredictError(
+            "no digit found: the ink is a solid block (a shadow or a smudge), not pen strokes; "
+            "photograph the digit in even light."
+        )
+    if _touching(writing):
         raise PredictError(
             "more than one digit found (two pieces of writing joined by a thin stroke); crop the "
             "image to a single digit."

@@ -599,3 +599,15 @@ def test_blank_photographed_pages_that_were_read_as_a_digit_are_refused(seed):
     page = photo_set.photo([], "blank", np.random.default_rng(seed))
     with pytest.raises(predict.PredictError, match="blank|no digit found"):
         predict.preprocess_array(page)
+
+
+def test_a_solid_block_of_shadow_is_not_read_as_a_digit():
+    """A dark patch that fills its box (a shadow over part of a page, a smudge) is no writing;
+    a "1" is a bar too, but a long one, and is still read."""
+    page = np.full((400, 400), 0.85)
+    page[120:270, 140:260] = 0.3
+    with pytest.raises(predict.PredictError, match="solid block"):
+        predict.preprocess_array(page)
+    page = np.full((400, 400), 0.85)
+    page[100:300, 190:215] = 0.1  # an upright stroke: the digit 1
+    predict.preprocess_array(page)
