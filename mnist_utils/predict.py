@@ -471,15 +471,19 @@ def _one_digit(
             )
 
 
-def _touching(writing: np.ndarray) -> bool:
-    """Whether the ink of ``writing`` (a boolean map) is two digits joined by a thin stroke: wide,
-    with a column in its middle half that crosses a single stroke no thicker than NECK strokes, and
-    writing at least 60 % of its height tall on both sides."""
-    rows, cols = np.flatnonzero(writing.any(1)), np.flatnonzero(writing.any(0))
-    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+def bounds(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of the smallest box holding every True pixel of a non-empty map."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _touching(box: np.ndarray) -> bool:
+    """Whether the ink of ``box`` (a boolean map cropped to its ink) is two digits joined by a thin
+    stroke: wide, with a column in its middle half that crosses a single stroke no thicker than
+    NECK strokes, and writing at least 60 % of its height tall on both sides."""
+    height, width = box.shape
     if width < WIDE * height:
         return False
-    box = writing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     edge = box & ~ndimage.binary_erosion(box)
     stroke = 2 * box.sum() / max(1, edge.sum())  # area / half the outline: a stroke's width
     if height < 3 * stroke:  # a bar, not writing
@@ -527,9 +531,8 @@ def digit_mask(ink: np.ndarray, strong: np.ndarray) -> np.ndarray:
     ]
     _one_digit(labels, boxes, mass, main, kept)
     writing = np.isin(labels, kept)
-    rows, cols = np.flatnonzero(writing.any(1)), np.flatnonzero(writing.any(0))
-    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    if writing.sum() > SOLID * h * w and max(h, w) < 2.5 * min(h, w):
+    writing = writing[bounds(writing)]
+    if writing.mean() > SOLID and max(writing.shape) < 2.5 * min(writing.shape):
         raise PredictError(
             "no digit found: the ink is a solid block (a shadow or a smudge), not pen strokes; "
             "photograph the digit in even light."
@@ -581,8 +584,7 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
             "dark page or a texture, not pen strokes); photograph the digit in even light."
         )
     mask = digit_mask(ink, strong)
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    patch = fit_box((ink * mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    patch = fit_box((ink * mask)[bounds(mask)])
     field = place_centred(patch)
     return torch.from_numpy(np.rint(field * 255.0).clip(0, 255).astype(np.uint8))
 
