@@ -162,7 +162,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     with conn:
         try:
             conn.sendall(HTTP2_PREFACE)
-            reply = conn.recv(9)
+            reply = conn.recv(9, socket.MSG_WAITALL)  # the frame header, however it arrives
         except OSError:  # silent, or closed on us
             reply = b""
     if len(reply) < 9 or reply[3] != 4:  # a gRPC server answers with an HTTP/2 SETTINGS frame
