@@ -39,11 +39,16 @@ FAST_RECIPE = RunConfig(
     lr=1e-2,
     schedule="onecycle",
     augment=(),
+    label_smoothing=0.1,
     precision="bfloat16",
+    adam_betas=(0.7, 0.9),
 )
 """A recipe of this project's design for the time-to-99 % race (see models.fast_cnn): one epoch,
-bfloat16 forward passes (2 epochs of batch 256 at 5e-3 took 7.3 s and missed 99 % on one seed of
-three; this took 4.5-4.9 s, 99.04-99.18 % over 8 seeds)."""
+bfloat16 forward passes (and test evaluation), Adam with the peer recipe's betas, label smoothing
+0.1. Chosen on 10,000 training images held out (trained on the other 50,000, 4 seeds per choice):
+label smoothing 0.1 lifted held-out accuracy from 98.70-98.75 % to 98.97-99.01 % (0.05: 98.99 %,
+0.2: 98.92 %); OneCycle's cycled beta1 instead of fixed betas: 98.87 %; lr 2e-2: 98.95 %; a hidden
+layer of 128 before the output, or 80 channels in the last block: 98.97 %, and slower."""
 
 
 def _rate(images: int, seconds: float) -> float:
@@ -205,7 +210,8 @@ def time_to_99(config: RunConfig, train: Split, test: Split) -> dict:
     and its accuracy."""
     start = time.perf_counter()
     result = fit(config, train, None, device="cpu", progress=False)
-    accuracy = evaluate(result.model, test)["accuracy"]
+    with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bfloat16"):
+        accuracy = evaluate(result.model, test)["accuracy"]
     return {"seed": config.seed, "seconds": time.perf_counter() - start, "test_accuracy": accuracy}
 
 

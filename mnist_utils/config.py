@@ -36,6 +36,8 @@ class RunConfig:
     channels_last: bool = True
     # float32 | bfloat16: autocast of the forward pass (fast on CPUs with AMX or AVX-512 BF16)
     precision: str = "float32"
+    # Adam's (beta1, beta2), kept fixed; None: PyTorch's (0.9, 0.999), beta1 cycled by OneCycle
+    adam_betas: tuple[float, float] | None = None
     init_from: str | None = (
         None  # fine-tune: start from the final weights of this run instead of a random init
     )
@@ -48,6 +50,7 @@ class RunConfig:
         """Plain-JSON view of the config."""
         d = dataclasses.asdict(self)
         d["augment"] = list(self.augment)
+        d["adam_betas"] = None if self.adam_betas is None else list(self.adam_betas)
         return d
 
     @classmethod
@@ -55,6 +58,8 @@ class RunConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["augment"] = tuple(d.get("augment", ()))
+        if d.get("adam_betas") is not None:
+            d["adam_betas"] = tuple(d["adam_betas"])
         return cls(**d)
 
 

@@ -122,14 +122,20 @@ def evaluate(model: nn.Module, split: Split) -> dict[str, float]:
 
 
 def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
-    """Fused Adam and the configured learning-rate schedule (constant or OneCycle)."""
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    """Fused Adam and the configured learning-rate schedule (constant or OneCycle; OneCycle also
+    cycles Adam's beta1 unless ``config.adam_betas`` fixes the betas)."""
+    betas = config.adam_betas or (0.9, 0.999)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas, fused=True)
     if config.schedule == "constant":
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if config.schedule == "onecycle":
         total = config.epochs * steps_per_epoch
         return opt, torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=total, pct_start=0.25
+            opt,
+            max_lr=config.lr,
+            total_steps=total,
+            pct_start=0.25,
+            cycle_momentum=config.adam_betas is None,
         )
     raise ValueError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from mnist_utils import bench
 
 
@@ -50,6 +52,22 @@ def test_the_peer_recipe_is_the_published_network_and_trains(train_split, test_s
     run = bench.peer_time_to_99(0, train_split.subset(2_560), test_split.subset(1_000))
     # 10 steps: far above chance
     assert run["seed"] == 0 and run["seconds"] > 0 and 0.5 < run["test_accuracy"] <= 1.0
+
+
+def test_the_racer_trains_through_the_engine_and_scores_in_its_precision(
+    train_split, test_split, monkeypatch
+):
+    scored_in, evaluate = [], bench.evaluate
+
+    def spy(model, split):
+        scored_in.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return evaluate(model, split)
+
+    monkeypatch.setattr(bench, "evaluate", spy)
+    run = bench.time_to_99(bench.FAST_RECIPE, train_split.subset(2_560), test_split.subset(1_000))
+    # 20 steps: far above chance; scored in bfloat16, as it trained
+    assert run["seed"] == 0 and 0.5 < run["test_accuracy"] <= 1.0
+    assert scored_in == [(True, torch.bfloat16)]
 
 
 def test_the_racer_and_the_peer_race_seed_by_seed(monkeypatch):

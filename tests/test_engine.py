@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mnist_utils import engine, models
+from mnist_utils.augment import normalize, to_unit
 from mnist_utils.config import RunConfig, for_profile
 
 SMALL = RunConfig(name="small", epochs=2, train_size=640, batch_size=64, seed=3)
@@ -60,6 +61,56 @@ def test_pooling_before_a_blocks_last_relu_trains_to_the_same_weights_as_after_i
             opt.step()
     for (key, a), b in zip(ours.state_dict().items(), textbook.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
+
+
+def test_the_racers_first_layer_whitens_the_first_batch_and_then_stays_fixed(train_split):
+    x = normalize(to_unit(train_split.images[:128]))
+    layer = models.Whiten()
+    out = layer(x)
+    assert out.shape == (128, 32, 12, 12) and not list(layer.parameters())  # nothing to train
+    assert torch.equal(out[:, 16:], -out[:, :16])  # each filter with its negative
+    # the first batch's 5×5 patches come out uncorrelated, with a variance λ/(λ+eps) near 1
+    cov = out[:, :16].permute(0, 2, 3, 1).reshape(-1, 16).T.double().cov()
+    off_diagonal = cov - torch.diag(cov.diagonal())
+    assert off_diagonal.abs().max() < 1e-3 and (cov.diagonal() > 0.5).all()
+    assert (cov.diagonal() < 1).all()
+    weights = layer.weight.clone()
+    layer(normalize(to_unit(train_split.images[5000:5064])))  # another batch: kept
+    assert torch.equal(layer.weight, weights)
+    reloaded = models.Whiten()
+    reloaded.load_state_dict(layer.state_dict())  # saved with the model, not recomputed
+    assert torch.equal(reloaded(x[:8]), out[:8])
+
+
+def test_the_racer_back_propagates_into_its_second_layer_only_and_flattens_channels_last(
+    train_split,
+):
+    model = models.build_model("fast").to(memory_format=torch.channels_last)
+    x = normalize(to_unit(train_split.images[:64])).contiguous(memory_format=torch.channels_last)
+    assert not model[:2](x).requires_grad  # no gradient reaches the fixed layer
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    features = model[:-3](x)  # 64×6×6, channels-last
+    flat = models.FlattenChannelsLast()(features)
+    assert flat.shape == (64, 64 * 6 * 6) and flat.data_ptr() == features.data_ptr()  # a view
+    assert torch.equal(flat, features.permute(0, 2, 3, 1).reshape(64, -1))
+
+
+def test_fixed_adam_betas_are_kept_by_onecycle_and_saved_with_the_config():
+    model = torch.nn.Linear(2, 2)
+    fixed = RunConfig(schedule="onecycle", adam_betas=(0.7, 0.9))
+    assert RunConfig.from_dict(fixed.to_dict()) == fixed
+    assert RunConfig.from_dict(RunConfig().to_dict()) == RunConfig()
+    for config, cycled in ((fixed, False), (RunConfig(schedule="onecycle"), True)):
+        opt, sched = engine.make_optimizer(model, config, steps_per_epoch=10)
+        seen = set()
+        for _ in range(20):
+            opt.step()
+            sched.step()
+            seen.add(opt.param_groups[0]["betas"][0])
+        assert (len(seen) > 1) == cycled
+        if not cycled:
+            assert opt.param_groups[0]["betas"] == (0.7, 0.9)
 
 
 def test_unknown_model_is_rejected():

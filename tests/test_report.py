@@ -48,6 +48,9 @@ BENCH = {
     "engine_share_of_floor": 0.433,
     "time_to_99_s": {"min": 50.5, "median": 55.5, "max": 58.0},
     "time_to_99_accuracy": {"mean": 0.9912, "min": 0.9899, "reached": 4, "seeds": 5},
+    "peer_s": {"min": 110.5, "median": 111.1, "max": 120.0},
+    "peer_accuracy": {"mean": 0.9902, "min": 0.9888, "reached": 3, "seeds": 5},
+    "racer_over_peer": 0.4995,
     "steps_per_measurement": 150,
     "rounds": 5,
     "threads": 2,
@@ -385,6 +388,11 @@ def test_bench_json_and_verdicts_add_their_section_and_column(env, figure_pdf):
         "throughput" in flat
     )
     assert "4 of 5 seeds at 99 %" in flat and "the engine runs at 43 %" in flat
+    assert (
+        "took 111.1 s (median; 110.5 to 120.0 s) with 99.02 % mean and 98.88 % minimum test "
+        "accuracy (3 of 5 seeds at 99 % or more): the project’s recipe took 0.50 times its time."
+        in flat
+    )
     assert re.search(r"engine 10\.1 10\.5 12\.0", text) and re.search(
         r"hardware floor .* 4\.5", text
     )
