@@ -67,10 +67,10 @@ def test_the_racers_first_layer_whitens_the_first_batch_and_then_stays_fixed(tra
     x = normalize(to_unit(train_split.images[:128]))
     layer = models.Whiten()
     out = layer(x)
-    assert out.shape == (128, 32, 12, 12) and not list(layer.parameters())  # nothing to train
-    assert torch.equal(out[:, 16:], -out[:, :16])  # each filter with its negative
+    assert out.shape == (128, 24, 12, 12) and not list(layer.parameters())  # nothing to train
+    assert torch.equal(out[:, 12:], -out[:, :12])  # each filter with its negative
     # the first batch's 5×5 patches come out uncorrelated, with a variance λ/(λ+eps) near 1
-    cov = out[:, :16].permute(0, 2, 3, 1).reshape(-1, 16).T.double().cov()
+    cov = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).T.double().cov()
     off_diagonal = cov - torch.diag(cov.diagonal())
     assert off_diagonal.abs().max() < 1e-3 and (cov.diagonal() > 0.5).all()
     assert (cov.diagonal() < 1).all()
@@ -90,9 +90,9 @@ def test_the_racer_back_propagates_into_its_second_layer_only_and_flattens_chann
     assert not model[:2](x).requires_grad  # no gradient reaches the fixed layer
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-    features = model[:-3](x)  # 64×6×6, channels-last
+    features = model[:-3](x)  # 48×6×6, channels-last
     flat = models.FlattenChannelsLast()(features)
-    assert flat.shape == (64, 64 * 6 * 6) and flat.data_ptr() == features.data_ptr()  # a view
+    assert flat.shape == (64, 48 * 6 * 6) and flat.data_ptr() == features.data_ptr()  # a view
     assert torch.equal(flat, features.permute(0, 2, 3, 1).reshape(64, -1))
 
 
