@@ -35,8 +35,8 @@ FAST_RECIPE = RunConfig(
     name="fast",
     model="fast",
     epochs=1,
-    batch_size=128,
-    lr=1e-2,
+    batch_size=256,
+    lr=2e-2,
     schedule="onecycle",
     augment=(),
     label_smoothing=0.1,
@@ -46,10 +46,12 @@ FAST_RECIPE = RunConfig(
 """A recipe of this project's design for the time-to-99 % race (see models.fast_cnn): one epoch,
 bfloat16 forward passes (and test evaluation), Adam with the peer recipe's betas, label smoothing
 0.1. Chosen on 10,000 training images held out (trained on the other 50,000, 4 or 8 seeds per
-choice): label smoothing 0.1 lifted held-out accuracy from 98.70-98.75 % to 98.97-99.01 % (0.05:
-98.99 %, 0.2: 98.92 %); OneCycle's cycled beta1 instead of fixed betas: 98.87 %; lr 2e-2: 98.95 %;
-batch 256 at lr 2e-2: 98.90 %; 12 whitening pairs and 48 channels in the last block instead of 16
-and 64: 98.97 % against 98.99 % (8 seeds), in about 12 % less time."""
+choice; held-out accuracy runs about 0.3 points below test accuracy here): label smoothing 0.1
+lifted held-out accuracy from 98.70-98.75 % to 98.97-99.01 % (0.05: 98.99 %, 0.2: 98.92 %);
+OneCycle's cycled beta1 instead of fixed betas: 98.87 %; 12 whitening pairs and 48 channels in the
+last block instead of 16 and 64: 98.97 % against 98.99 % (8 seeds) in about 12 % less time; batch
+256 at lr 2e-2 instead of 128 at 1e-2: 98.90 % (8 seeds) in about 13 % less time, taken for the
+race's speed."""
 
 
 def _rate(images: int, seconds: float) -> float:
