@@ -23,7 +23,7 @@ from . import paths
 from .augment import REFERENCE_SPEC, augment_batch, normalize, reference_pipeline, to_unit
 from .config import RunConfig
 from .data import Split, load_split, mnist_dataset
-from .engine import AUGMENT_IMAGES, evaluate, fit
+from .engine import AUGMENT_IMAGES, autocast, evaluate, fit
 from .models import ReferenceCNN
 from .runs import write_json
 
@@ -79,7 +79,7 @@ def _adam_step(
     """One training step of the reference recipe: forward (autocast to ``precision``, as the
     engine), NLL loss, backward, Adam."""
     opt.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+    with autocast(precision):
         log_probs = model(x)
     F.nll_loss(log_probs.float(), y).backward()
     opt.step()
@@ -213,7 +213,7 @@ def time_to_99(config: RunConfig, train: Split, test: Split) -> dict:
     and its accuracy."""
     start = time.perf_counter()
     result = fit(config, train, None, device="cpu", progress=False)
-    with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bfloat16"):
+    with autocast(config.precision):
         accuracy = evaluate(result.model, test)["accuracy"]
     return {"seed": config.seed, "seconds": time.perf_counter() - start, "test_accuracy": accuracy}
 

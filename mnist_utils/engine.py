@@ -76,6 +76,11 @@ def show_progress() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
+def autocast(precision: str, device_type: str = "cpu") -> torch.autocast:
+    """The autocast of a forward pass in ``precision``: to bfloat16, or off for float32."""
+    return torch.autocast(device_type, torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """``NLLLoss`` of the reference recipe; with ``smoothing`` > 0, PyTorch's label-smoothed
     cross-entropy."""
@@ -389,9 +394,7 @@ def fit(
             x = batches[step % chunk]
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(
-                device.type, torch.bfloat16, enabled=config.precision == "bfloat16"
-            ):
+            with autocast(config.precision, device.type):
                 log_probs = model(x)
             loss = loss_fn(
                 log_probs.float(), labels[idx].to(device, non_blocking=True), config.label_smoothing
