@@ -115,12 +115,13 @@ def fast_cnn(dropout: float = 0.0) -> nn.Sequential:
     28×28 → 24×12×12; its 2-pixel stride and no padding skip the border, where MNIST has almost no
     ink), then two conv → BatchNorm → ReLU blocks (3×3, stride 2 → 64×6×6, then stride 1 → 48×6×6)
     and one linear layer."""
+    whiten = Whiten()
     return nn.Sequential(
-        Whiten(),
+        whiten,
         nn.ReLU(),
         *[
             m
-            for c_in, c_out, s in [(24, 64, 2), (64, 48, 1)]
+            for c_in, c_out, s in [(2 * whiten.pairs, 64, 2), (64, 48, 1)]
             for m in (
                 nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),
