@@ -116,12 +116,13 @@ def fast_cnn(dropout: float = 0.0) -> nn.Sequential:
     ink), then two conv → BatchNorm → ReLU blocks (3×3, stride 2 → 64×6×6, then stride 1 → 48×6×6)
     and one linear layer."""
     whiten = Whiten()
+    blocks = [(2 * whiten.pairs, 64, 2), (64, 48, 1)]  # (in, out channels, stride)
     return nn.Sequential(
         whiten,
         nn.ReLU(),
         *[
             m
-            for c_in, c_out, s in [(2 * whiten.pairs, 64, 2), (64, 48, 1)]
+            for c_in, c_out, s in blocks
             for m in (
                 nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),
@@ -130,7 +131,7 @@ def fast_cnn(dropout: float = 0.0) -> nn.Sequential:
         ],
         FlattenChannelsLast(),
         *([nn.Dropout(dropout)] if dropout > 0 else []),
-        nn.Linear(48 * 6 * 6, 10),
+        nn.Linear(blocks[-1][1] * 6 * 6, 10),
         nn.LogSoftmax(dim=1),
     )
 
