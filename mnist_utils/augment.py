@@ -30,9 +30,8 @@ class AugmentSpec:
     shift: float = 0.1
     hflip: bool = False
     vflip: bool = False
-    elastic_alpha: float = (
-        0.0  # elastic distortion strength in pixels (Simard et al. 2003 use 34); 0 switches it off
-    )
+    # elastic distortion strength in pixels (Simard et al. 2003 use 34); 0 switches it off
+    elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
     # clipped Gaussian pixel noise, σ ~ U(0, noise) per image (pixel units); 0 switches it off
     noise: float = 0.0
@@ -66,15 +65,8 @@ class AugmentSpec:
     @property
     def active(self) -> bool:
         """Whether any transform is switched on."""
-        return (
-            self.rotate
-            or self.crop
-            or self.translate
-            or self.hflip
-            or self.vflip
-            or self.elastic_alpha > 0
-            or self.noise > 0
-        )
+        switches = (self.rotate, self.crop, self.translate, self.hflip, self.vflip)
+        return any(switches) or self.elastic_alpha > 0 or self.noise > 0
 
 
 REFERENCE_SPEC = AugmentSpec.from_names(REFERENCE_AUGMENT)

@@ -15,20 +15,15 @@ from .data import Split
 from .engine import predict_log_probs_unit
 from .runs import VAL_SPLIT_SEED, load_run_data
 
-SIZE = 28
-KINDS = {
-    "rotation": "rotation angle (degrees)",
-    "shift": "translation (pixels)",
-    "noise": "Gaussian noise σ (pixel units, 0–1)",
-}
-"""The perturbations :func:`robustness_curve` knows, with the x-axis label of each (notebook 7's
-figure)."""
+SIDE = 28
+"""An MNIST image is SIDE × SIDE pixels."""
 UNITS = {
     "rotation": "degrees, alternately counter-clockwise and clockwise by image",
     "shift": "pixels, right/down/left/up by image",
     "noise": "standard deviation in [0, 1] pixel units, then clipped to [0, 1]",
 }
-"""What a level means for each perturbation (written to robustness.json)."""
+"""The perturbations :func:`robustness_curve` knows, and what a level of each means (written to
+robustness.json)."""
 
 
 # ------------------------------------------------------------------------------------ calibration
@@ -38,28 +33,27 @@ def calibration_splits(config: RunConfig, test: Split) -> tuple[Split, Split, di
     """(split to fit T on, split to report on, their description): the run's validation split if it
     has one, else test halves."""
     if config.val_size:
-        fit = load_run_data(config, test=test).val
+        val = load_run_data(config, test=test).val
+        held_out = f"validation: {len(val):,} training images held out (seed {VAL_SPLIT_SEED})"
         return (
-            fit,
+            val,
             test,
             {
-                "fit_split": (
-                    f"validation: {len(fit):,} training images held out (seed {VAL_SPLIT_SEED})"
-                ),
+                "fit_split": held_out,
                 "eval_split": f"test: {len(test):,} images",
-                "fit_images": len(fit),
+                "fit_images": len(val),
                 "eval_images": len(test),
             },
         )
-    evaluate, fit = test.split_off(len(test) // 2, seed=VAL_SPLIT_SEED)  # two fixed random halves
+    scored, fitted = test.split_off(len(test) // 2, seed=VAL_SPLIT_SEED)  # two fixed random halves
     return (
-        fit,
-        evaluate,
+        fitted,
+        scored,
         {
-            "fit_split": f"test half 1: {len(fit):,} random test images (seed {VAL_SPLIT_SEED})",
-            "eval_split": f"test half 2: the other {len(evaluate):,} test images",
-            "fit_images": len(fit),
-            "eval_images": len(evaluate),
+            "fit_split": f"test half 1: {len(fitted):,} random test images (seed {VAL_SPLIT_SEED})",
+            "eval_split": f"test half 2: the other {len(scored):,} test images",
+            "fit_images": len(fitted),
+            "eval_images": len(scored),
         },
     )
 
@@ -85,12 +79,12 @@ def _affine(
         return x.clone()
     params = {
         "angle": angle,
-        "crop": torch.tensor([[0.0, 0.0, SIZE, SIZE]], dtype=torch.float64).expand(n, 4),
+        "crop": torch.tensor([[0.0, 0.0, SIDE, SIDE]], dtype=torch.float64).expand(n, 4),
         "shift": shift,
         "hflip": torch.zeros(n, dtype=torch.bool),
         "vflip": torch.zeros(n, dtype=torch.bool),
     }
-    return apply_theta(x, params_to_theta(params, SIZE).to(x.device))
+    return apply_theta(x, params_to_theta(params, SIDE).to(x.device))
 
 
 def rotate_images(images_u8: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
@@ -132,7 +126,7 @@ def perturb(images_u8: torch.Tensor, kind: str, level: float, seed: int = 0) -> 
         return shift_images(images_u8, DIRECTIONS[torch.arange(n) % 4] * level)
     if kind == "noise":
         return add_noise(images_u8, level, torch.Generator().manual_seed(seed))
-    raise ValueError(f"unknown perturbation {kind!r}: use one of {sorted(KINDS)}")
+    raise ValueError(f"unknown perturbation {kind!r}: use one of {sorted(UNITS)}")
 
 
 def robustness_curve(

@@ -7,8 +7,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from .errors import MnistError
+
 PROFILES = ("quick", "default", "full")
-"""quick: CI-sized subset; default: the `make run-all` study; full: the whole multi-seed study."""
+"""quick: a CI-sized subset; default: the course as `make run-all` runs it; full: all of it."""
 
 REFERENCE_AUGMENT = ("rotate", "crop", "translate")
 """The three transforms of the reference recipe, in the order they are applied."""
@@ -24,9 +26,8 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 1e-3
     schedule: str = "constant"  # constant | onecycle
-    augment: tuple[str, ...] = (
-        REFERENCE_AUGMENT  # any of rotate, crop, translate, flip, strong, elastic
-    )
+    # any of rotate, crop, translate, flip, strong, elastic, noise
+    augment: tuple[str, ...] = REFERENCE_AUGMENT
     dropout: float = 0.0
     label_smoothing: float = 0.0
     seed: int = 0
@@ -38,9 +39,8 @@ class RunConfig:
     precision: str = "float32"
     # Adam's (beta1, beta2), kept fixed; None: PyTorch's (0.9, 0.999), beta1 cycled by OneCycle
     adam_betas: tuple[float, float] | None = None
-    init_from: str | None = (
-        None  # fine-tune: start from the final weights of this run instead of a random init
-    )
+    # fine-tune: start from the final weights of this run instead of a random init
+    init_from: str | None = None
 
     def replace(self, **changes) -> RunConfig:
         """A copy with some fields changed."""
@@ -67,7 +67,9 @@ def profile_from_env(default: str = "default") -> str:
     """The profile named by ``$MNIST_PROFILE`` (quick / default / full)."""
     profile = os.environ.get("MNIST_PROFILE", "").strip() or default
     if profile not in PROFILES:
-        raise ValueError(f"MNIST_PROFILE={profile!r} is not one of {PROFILES}")
+        raise MnistError(
+            f"MNIST_PROFILE={profile!r} is not one of {', '.join(PROFILES)}; unset it or set one."
+        )
     return profile
 
 

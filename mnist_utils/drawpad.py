@@ -3,9 +3,7 @@ after every stroke."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,22 +14,24 @@ import torch
 from ipycanvas import Canvas
 from PIL import Image, ImageDraw
 
-from . import engine, paths
+from . import checkpoints, paths
+from .widgets import captioned, img_tag
 
-SIZE, PEN = 280, 20
+PAD_SIZE, PEN = 280, 20
 """Pad side and pen width in pad pixels: a digit drawn across the pad gets MNIST's 2-pixel strokes
 at 28×28."""
-MODELS = ("reference", "improved-seed0", "improved_clean-seed0")
+PAD_RUNS = ("reference", "improved-seed0", "improved_clean-seed0")
+"""The runs the pad offers, those trained."""
 Point = tuple[float, float]
 
 
 def find_checkpoints(profile: str) -> dict[str, Path]:
-    """The checkpoints of :data:`MODELS` trained for ``profile``, those that exist."""
-    found = {name: paths.run_dir(name, profile) / engine.CHECKPOINT for name in MODELS}
+    """The checkpoints of :data:`PAD_RUNS` trained for ``profile``, those that exist."""
+    found = {name: paths.checkpoint_path(name, profile) for name in PAD_RUNS}
     return {name: path for name, path in found.items() if path.is_file()}
 
 
-def render(strokes: list[list[Point]], size: int = SIZE, pen: int = PEN) -> Image.Image:
+def render(strokes: list[list[Point]], size: int = PAD_SIZE, pen: int = PEN) -> Image.Image:
     """The strokes in black ink on white paper (mode "L"), round caps and joins as on the canvas."""
     image = Image.new("L", (size, size), 255)
     draw, r = ImageDraw.Draw(image), pen / 2
@@ -40,20 +40,6 @@ def render(strokes: list[list[Point]], size: int = SIZE, pen: int = PEN) -> Imag
         for x, y in (points[0], points[-1]):
             draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
     return image
-
-
-def img_tag(pixels: np.ndarray, title: str, scale: int = 7) -> str:
-    """A captioned <img> of a [0, 1] grey [H, W] or RGB [H, W, 3] array, each pixel a scale×scale
-    block."""
-    image = Image.fromarray(np.uint8(np.clip(pixels, 0, 1) * 255))
-    buffer = io.BytesIO()
-    image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(
-        buffer, "PNG"
-    )
-    return (
-        f'<div style="margin:0 24px 8px 0">{title}<br><img src="data:image/png;base64,'
-        f'{base64.b64encode(buffer.getvalue()).decode()}"></div>'
-    )
 
 
 def overlay(image_u8: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
@@ -69,12 +55,10 @@ def view_html(reading: dict | None) -> str:
     """What the model receives, the saliency of its guess, and the guess with its top 3 as bars (or
     "draw a digit")."""
     blank = np.zeros((28, 28))
-    images = img_tag(
-        reading["input"].numpy() / 255 if reading else blank, "what the model receives (28×28)"
-    ) + img_tag(
-        overlay(reading["input"], reading["saliency"]) if reading else blank,
-        "saliency of its guess",
-    )
+    received = reading["input"].numpy() / 255 if reading else blank
+    heat = overlay(reading["input"], reading["saliency"]) if reading else blank
+    images = captioned(img_tag(received, 7, "pad-input"), "what the model receives (28×28)")
+    images += captioned(img_tag(heat, 7, "pad-saliency"), "saliency of its guess")
     guess = '<div class="drawpad-guess" style="font-size:20px">draw a digit</div>'
     if reading is not None:
         guess = (
@@ -106,9 +90,11 @@ class DrawPad:
         self.strokes: list[list[Point]] = []
         self.drawing, self.reading = False, None
         self.canvas = Canvas(
-            width=SIZE,
-            height=SIZE,
-            layout=widgets.Layout(width=f"{SIZE}px", height=f"{SIZE}px", border="1px solid #888"),
+            width=PAD_SIZE,
+            height=PAD_SIZE,
+            layout=widgets.Layout(
+                width=f"{PAD_SIZE}px", height=f"{PAD_SIZE}px", border="1px solid #888"
+            ),
         )
         self.canvas.line_width, self.canvas.line_cap, self.canvas.line_join = PEN, "round", "round"
         self.picker = widgets.Dropdown(options=list(checkpoints), description="model")
@@ -145,7 +131,7 @@ class DrawPad:
         """The picked model, loaded on first use."""
         name = self.picker.value
         if name is not None and name not in self.models:
-            self.models[name] = engine.load_model(self.checkpoints[name], torch.device("cpu"))[0]
+            self.models[name] = checkpoints.load_model(self.checkpoints[name])[0]
         return self.models.get(name)
 
     def down(self, x: float, y: float) -> None:
@@ -170,7 +156,7 @@ class DrawPad:
         """Wipe the pad and the answer."""
         self.strokes.clear()
         self.canvas.fill_style = "white"
-        self.canvas.fill_rect(0, 0, SIZE, SIZE)
+        self.canvas.fill_rect(0, 0, PAD_SIZE, PAD_SIZE)
         self.canvas.fill_style = "black"
         self.update()
 
@@ -178,9 +164,7 @@ class DrawPad:
         """Run ``read`` on the drawing and show its result."""
         try:
             model = self.model()
-        except (
-            engine.CheckpointError
-        ) as exc:  # a damaged checkpoint: say which and what to do, no traceback
+        except checkpoints.CheckpointError as exc:  # say which and what to do, no traceback
             self.result.value = f"<b>{html.escape(str(exc))}</b>"
             return
         self.reading = (

@@ -55,30 +55,16 @@ def stored_digest(folder: Path) -> str | None:
     return None
 
 
-def _free(folder: Path) -> Path:
-    """``folder``, or ``folder-2``, ``folder-3``… whichever does not exist yet."""
-    candidate, n = folder, 1
-    while candidate.exists():
-        n += 1
-        candidate = folder.with_name(f"{folder.name}-{n}")
-    return candidate
-
-
 def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:
     """The folder that holds the run ``print_`` describes: ``artifacts/runs/<profile>/<name>/``. A
     run of other code or settings found there is moved to ``<name>@<its digest>`` (kept whole); a
     run of this fingerprint kept that way earlier is moved back, so undoing an edit reuses its
     run."""
-    from .engine import CHECKPOINT
-
     folder, key = paths.run_dir(config.name, profile), digest(print_)
     present = stored_digest(folder)
-    if (
-        present != key
-        and folder.exists()
-        and (present is not None or (folder / CHECKPOINT).exists())
-    ):
-        folder.rename(_free(folder.with_name(f"{config.name}@{present or 'earlier'}")))
+    holds_a_run = present is not None or (folder / paths.CHECKPOINT).exists()
+    if present != key and folder.exists() and holds_a_run:
+        folder.rename(paths.unused_name(folder.with_name(f"{config.name}@{present or 'earlier'}")))
     earlier = folder.with_name(f"{config.name}@{key}")
     if not folder.exists() and earlier.is_dir():
         earlier.rename(folder)

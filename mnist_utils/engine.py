@@ -1,4 +1,4 @@
-"""Training and evaluation on in-memory tensors: device choice, epoch loop, checkpoints, resume."""
+"""Training and evaluation on in-memory tensors: device choice, the epoch loop, evaluation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,34 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import paths
+from . import checkpoints, errors
 from .augment import AugmentSpec, augment_batch, normalize, to_unit
 from .config import RunConfig
 from .data import Split
 from .models import build_model
 
-CHECKPOINT = "checkpoint.pt"
 AUGMENT_IMAGES = 1024
-"""Training images :func:`fit` augments per call, drawn batch by batch (the same images as one call
-per batch): one resampling per 16 batches of 64 cut the engine's time beyond the model's compute
-from 1.7 to 1.2 s per reference epoch."""
+"""Training images :func:`fit` augments per call, drawn batch by batch: the same images as one call
+per batch, with less work per image."""
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, is missing or damaged, or belongs to another run; the message
-    says the fix."""
-
-
-class DeviceError(ValueError):
+class DeviceError(errors.MnistError):
     """``$MNIST_DEVICE`` (or a device argument) names no device this machine has."""
-
-
-class RunConflictError(CheckpointError):
-    """A run folder holds a checkpoint of another config; it is kept, never overwritten."""
-
-
-class Interrupted(RuntimeError):
-    """Raised by :func:`fit` when ``stop_after_steps`` is reached (used to test resuming)."""
 
 
 def select_device(preference: str | None = None) -> torch.device:
@@ -57,10 +41,8 @@ def select_device(preference: str | None = None) -> torch.device:
                 f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or "
                 "unset MNIST_DEVICE to pick the best one."
             ) from None
-        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(
-            device.type
-        )
-        if available is not None and not available():
+        checks = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if not checks.get(device.type, lambda: True)():
             raise DeviceError(
                 f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, "
                 "or unset MNIST_DEVICE to pick the best one."
@@ -95,11 +77,8 @@ def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.
 def predict_log_probs_unit(
     model: nn.Module, x: torch.Tensor, batch_size: int = 128
 ) -> torch.Tensor:
-    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), eval
-    mode, no gradients.
-
-    Batches of 128 keep a batch's activations in the CPU's cache: the deep model scores 5,000 images
-    1.5-2x faster than in batches of 1,000, on one thread or two."""
+    """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), in
+    eval mode, without gradients; small batches keep each batch's activations in the CPU's cache."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -145,182 +124,66 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically; a full or read-only disk raises :class:`CheckpointError` and
-    leaves no partial file."""
-    try:
-        paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
-    # torch reports a failed write as RuntimeError("[enforce fail ...] ...")
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"Cannot write checkpoint {path}: disk full or not writable "
-            f"({str(exc).splitlines()[0]}); any earlier checkpoint there is kept. Free space or "
-            "fix permissions, then re-run to resume (or set MNIST_ARTIFACTS_DIR)."
-        ) from exc
-
-
-def _own_run(path: Path) -> tuple[str, str] | None:
-    """(profile, run name) when ``path`` is a checkpoint training wrote in artifacts/, else None."""
-    path = Path(path).resolve()
-    runs_dir = paths.artifacts_dir() / "runs"
-    if path.name != CHECKPOINT or path.parent.parent.parent != runs_dir:
-        return None
-    return path.parent.parent.name, path.parent.name
-
-
-def train_command(path: Path) -> str:
-    """The command that trains the run of checkpoint ``path``: notebook 4's, else the study's."""
-    profile, run = _own_run(path) or ("default", "reference")
-    suffix = "" if profile == "default" else f" PROFILE={profile}"
-    return f"make nb/04_training{suffix}" if run == "reference" else f"make experiments{suffix}"
-
-
-def _fix(path: Path, problem: str) -> str:
-    """The fix for an unusable checkpoint: retrain the project's own; never delete a user's."""
-    if _own_run(path) is None:
-        return (
-            f"{path} {problem}; it was left as it is. Pass a checkpoint.pt written by this "
-            f"project's training (`make run-all` writes artifacts/runs/default/reference/"
-            f"checkpoint.pt)."
-        )
-    return f"{path} {problem}. Retrain it: `rm {path} && {train_command(path)}`."
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint with ``weights_only=True`` after checking the CRC-32 that its zip container
-    stores for every member (``torch.load`` does not); a missing or damaged file raises
-    :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        fix = (
-            f"Train it first: `{train_command(path)}`"
-            if _own_run(path)
-            else "Name an existing checkpoint.pt, or train one with `make run-all`"
-        )
-        raise CheckpointError(f"No checkpoint at {path}. {fix}.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        problem = f"is damaged or not a PyTorch checkpoint (no zip container: {exc})"
-        raise CheckpointError(_fix(path, problem)) from exc
-    if bad is not None:
-        raise CheckpointError(
-            _fix(
-                path,
-                f"is damaged: its bytes changed since it was written ({bad} fails its CRC check)",
-            )
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(
-            _fix(
-                path,
-                f"is damaged or not a checkpoint of this project ({type(exc).__name__}: {exc})",
-            )
-        ) from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(_fix(path, "lacks the 'model'/'config' entries this project writes"))
-    return state
-
-
-def load_model(path: Path, device: torch.device | None = None) -> tuple[nn.Module, RunConfig, dict]:
-    """Rebuild the trained model from a checkpoint: (model in eval mode, its config, the
-    checkpoint)."""
-    state = load_checkpoint(path)
-    try:
-        config = RunConfig.from_dict(state["config"])
-        model = build_model(config.model, config.dropout)
-        model.load_state_dict(state["model"])
-    # config fields, model names or weights this code does not know
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            _fix(
-                path,
-                f"was written by an incompatible version of mnist_utils "
-                f"({type(exc).__name__}: {exc})",
-            )
-        ) from exc
-    broken = [
-        name
-        for name, t in state["model"].items()
-        if t.is_floating_point() and not torch.isfinite(t).all()
-    ]
-    if broken:
-        raise CheckpointError(
-            _fix(
-                path,
-                f"holds non-finite weights (NaN or Inf in "
-                f"{', '.join(broken[:3])}) and cannot predict",
-            )
-        )
-    model.to(device or torch.device("cpu")).eval()
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model, config, state
-
-
-def training_state(
-    config: RunConfig,
-    history: list[dict],
-    model: nn.Module,
-    optimizer,
-    g: torch.Generator,
-    scheduler=None,
-) -> dict:
-    """Everything a run needs to continue exactly where it stopped: weights, optimizer, schedule,
-    both RNGs, history."""
-    return {
-        "config": config.to_dict(),
-        "epoch": len(history),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng_torch": torch.get_rng_state(),
-        "rng_generator": g.get_state(),
-        "history": history,
-    }
-
-
-def checkpoint_of(path: Path, config: RunConfig) -> dict:
-    """The checkpoint at ``path``, which ``config`` must have written: else
-    :class:`RunConflictError`, the file kept."""
-    state = load_checkpoint(path)
-    if (
-        RunConfig.from_dict(state["config"]) != config
-    ):  # fields added since the checkpoint take their defaults
-        raise RunConflictError(
-            f"{path} holds a run {config.name!r} of another config; it was kept. To replace it: "
-            f"`rm -r {Path(path).parent}`, or train into another folder: "
-            "`MNIST_ARTIFACTS_DIR=/some/dir ...`."
-        )
-    return state
-
-
-def resume(
-    path: Path, config: RunConfig, model: nn.Module, optimizer, g: torch.Generator, scheduler=None
-) -> list[dict]:
-    """Restore a checkpoint of ``config`` at ``path`` into model, optimizer, schedule and RNGs; its
-    history ([] if none)."""
-    if not Path(path).is_file():
-        return []
-    state = checkpoint_of(path, config)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng_torch"])
-    g.set_state(state["rng_generator"])
-    return state["history"]
-
-
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the trained model and its per-epoch history."""
 
     model: nn.Module
     history: list[dict]
+
+
+def train_step(model, optimizer, scheduler, x, y, config: RunConfig) -> torch.Tensor:
+    """One step of notebook 04's loop: forward (autocast to the config's precision), loss,
+    ``zero_grad``, ``backward``, ``step``; the loss, detached."""
+    with autocast(config.precision, x.device.type):
+        log_probs = model(x)
+    loss = loss_fn(log_probs.float(), y, config.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
+def augmented_batches(images, labels, order, g, spec: AugmentSpec, config: RunConfig, device):
+    """The epoch's batches (x, y) in ``order``: :data:`AUGMENT_IMAGES` images augmented per call,
+    the random numbers drawn batch by batch, so the images equal those of one call per batch."""
+    chunk = max(1, AUGMENT_IMAGES // config.batch_size) * config.batch_size
+    for start in range(0, len(order), chunk):
+        ahead = order[start : start + chunk]
+        x = to_unit(images[ahead].to(device, non_blocking=True))
+        x = normalize(augment_batch(x, g, spec, config.batch_size))
+        for xb, idx in zip(x.split(config.batch_size), ahead.split(config.batch_size)):
+            if config.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, labels[idx].to(device, non_blocking=True)
+
+
+def train_epoch(model, optimizer, scheduler, train: Split, g, config: RunConfig, bar) -> float:
+    """One pass over ``train`` in a random order; the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    order = torch.randperm(len(train), generator=g)
+    spec = AugmentSpec.from_names(config.augment)
+    total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+    batches = augmented_batches(train.images, train.labels, order, g, spec, config, device)
+    for step, (x, y) in enumerate(batches):
+        loss = train_step(model, optimizer, scheduler, x, y, config)
+        total += loss * len(y)
+        bar.update()
+        if bar.disable is False and step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return total.item() / len(train)
+
+
+def new_run(config: RunConfig, steps_per_epoch: int, device: torch.device):
+    """(model, optimizer, schedule, generator) of a fresh run: both seeds set from the config."""
+    torch.manual_seed(config.seed)  # dropout, init
+    g = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+    model = build_model(config.model, config.dropout).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return (model, *make_optimizer(model, config, steps_per_epoch), g)
 
 
 def fit(
@@ -332,99 +195,39 @@ def fit(
     run_dir: Path | None = None,
     device: torch.device | str | None = None,
     progress: bool | None = None,
-    stop_after_steps: int | None = None,
     init_weights: dict | None = None,
 ) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to
-    ``run_dir``.
+    ``run_dir``, from whose checkpoint of the same config it resumes.
 
-    The loop is notebook 4's (tests/test_lessons.py proves both give the same history) plus a
-    learning-rate schedule, label smoothing and a progress bar. With a checkpoint of the same config
-    in ``run_dir``, training continues after its last epoch and ends as an uninterrupted run would.
-    ``init_weights`` (a state dict) starts a fresh run from trained weights instead of a random
-    initialisation: fine-tuning.
-    """
-    device = select_device(device) if not isinstance(device, torch.device) else device
+    The loop is notebook 04's (a test proves both give the same history) plus a learning-rate
+    schedule, label smoothing and a progress bar. ``init_weights`` starts from trained weights."""
+    device = device if isinstance(device, torch.device) else select_device(device)
     if config.precision not in ("float32", "bfloat16"):
         raise ValueError(f"unknown precision {config.precision!r}: use float32 or bfloat16")
     progress = show_progress() if progress is None else progress
-    torch.manual_seed(config.seed)  # dropout, init
-    g = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
-    model = build_model(config.model, config.dropout).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    n = len(train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    opt, sched = make_optimizer(model, config, steps_per_epoch)
-    spec = AugmentSpec.from_names(config.augment)
-    ckpt_path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    steps = math.ceil(len(train) / config.batch_size)
+    model, opt, sched, g = new_run(config, steps, device)
     if init_weights is not None:
         model.load_state_dict(init_weights)
-    history = resume(ckpt_path, config, model, opt, g, sched) if ckpt_path is not None else []
-    images, labels = train.images, train.labels
-    chunk = max(1, AUGMENT_IMAGES // config.batch_size)
-    steps_done = 0
+    ckpt = Path(run_dir) / checkpoints.CHECKPOINT if run_dir is not None else None
+    history = checkpoints.resume(ckpt, config, model, opt, g, sched) if ckpt else []
     for epoch in range(len(history) + 1, config.epochs + 1):
-        model.train()
         start = time.perf_counter()
-        perm = torch.randperm(n, generator=g)
-        total_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{config.name} epoch {epoch}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-            mininterval=0.5,
-            file=sys.stderr,
-        )
-        for step in bar:
-            if (
-                step % chunk == 0
-            ):  # the next `chunk` batches, augmented at once: the same images as batch by batch
-                ahead = perm[step * config.batch_size : (step + chunk) * config.batch_size]
-                batches = normalize(
-                    augment_batch(
-                        to_unit(images[ahead].to(device, non_blocking=True)),
-                        g,
-                        spec,
-                        config.batch_size,
-                    )
-                ).split(config.batch_size)
-            idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
-            x = batches[step % chunk]
-            if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(config.precision, device.type):
-                log_probs = model(x)
-            loss = loss_fn(
-                log_probs.float(), labels[idx].to(device, non_blocking=True), config.label_smoothing
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.detach() * len(idx)
-            steps_done += 1
-            if progress and step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if stop_after_steps is not None and steps_done >= stop_after_steps:
-                raise Interrupted(f"stopped after {steps_done} steps in epoch {epoch}")
-        row = {
-            "epoch": epoch,
-            "train_loss": total_loss.item() / n,
-            "epoch_seconds": time.perf_counter() - start,
-            "lr": opt.param_groups[0]["lr"],
-        }
+        desc = f"{config.name} epoch {epoch}/{config.epochs}"
+        bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, file=sys.stderr)
+        with bar:
+            train_loss = train_epoch(model, opt, sched, train, g, config, bar)
+        seconds, lr = time.perf_counter() - start, opt.param_groups[0]["lr"]
+        row = {"epoch": epoch, "train_loss": train_loss, "epoch_seconds": seconds, "lr": lr}
         if eval_split is not None:
-            metrics = evaluate(model, eval_split)
-            row[f"{eval_name}_loss"], row[f"{eval_name}_accuracy"] = (
-                metrics["loss"],
-                metrics["accuracy"],
-            )
+            scores = evaluate(model, eval_split)
+            row |= {f"{eval_name}_{k}": v for k, v in scores.items()}
         history.append(row)
         if progress:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))
-            tqdm.write(f"{config.name} epoch {epoch}/{config.epochs}: {shown}", file=sys.stderr)
-        if ckpt_path is not None:
-            save_checkpoint(ckpt_path, training_state(config, history, model, opt, g, sched))
+            tqdm.write(f"{desc}: {shown}", file=sys.stderr)
+        if ckpt is not None:
+            state = checkpoints.training_state(config, history, model, opt, g, sched)
+            checkpoints.save(ckpt, state)
     return FitResult(model, history)

@@ -3,16 +3,12 @@ ensemble and TTA."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
 
-from . import paths, runs, study
-from .config import PROFILES, QUICK, REFERENCE_AUGMENT, RunConfig
-from .engine import CHECKPOINT, load_model, select_device
+from . import checkpoints, paths, runs, study
+from .config import QUICK, REFERENCE_AUGMENT, RunConfig
 from .runs import RunData, load_run_data, train_run
 
 
@@ -25,54 +21,48 @@ class Variant:
     description: str
     changes: dict = field(default_factory=dict)
     parent: str | None = None  # fine-tunes the finished run of this variant with the same seed
-    epoch_scale: float = (
-        1.0  # trains round(epoch_scale × the plan's epochs for its group) epochs, at least 1
+    # trains round(epoch_scale × the plan's epochs for its group) epochs, at least 1
+    epoch_scale: float = 1.0
+
+
+ABLATIONS = tuple(
+    Variant(name, "ablation", description, changes)
+    for name, description, changes in (
+        ("no_aug", "no augmentation", {"augment": ()}),
+        ("rotate_only", "RandomRotation(10) alone", {"augment": ("rotate",)}),
+        ("crop_only", "RandomResizedCrop alone", {"augment": ("crop",)}),
+        ("translate_only", "RandomAffine translate alone", {"augment": ("translate",)}),
+        ("reference", "all three (the reference recipe)", {}),
+        ("dropout", "+ dropout 0.5 before the last layer", {"dropout": 0.5}),
+        (
+            "flips",
+            "+ random horizontal and vertical flips",
+            {"augment": (*REFERENCE_AUGMENT, "flip")},
+        ),
     )
-
-
-ABLATIONS = (
-    Variant("no_aug", "ablation", "no augmentation", {"augment": ()}),
-    Variant("rotate_only", "ablation", "RandomRotation(10) alone", {"augment": ("rotate",)}),
-    Variant("crop_only", "ablation", "RandomResizedCrop alone", {"augment": ("crop",)}),
-    Variant(
-        "translate_only", "ablation", "RandomAffine translate alone", {"augment": ("translate",)}
-    ),
-    Variant("reference", "ablation", "all three (the reference recipe)", {}),
-    Variant("dropout", "ablation", "+ dropout 0.5 before the last layer", {"dropout": 0.5}),
-    Variant(
-        "flips",
-        "ablation",
-        "+ random horizontal and vertical flips",
-        {"augment": REFERENCE_AUGMENT + ("flip",)},
-    ),
 )
-IMPROVEMENTS = (
-    Variant(
-        "onecycle",
-        "improvement",
-        "OneCycle learning-rate schedule (peak 3e-3)",
-        {"schedule": "onecycle", "lr": 3e-3},
-    ),
-    Variant("batchnorm", "improvement", "BatchNorm after each convolution", {"model": "batchnorm"}),
-    Variant(
-        "third_conv",
-        "improvement",
-        "a third conv block (64 to 128 channels)",
-        {"model": "three_conv"},
-    ),
-    Variant(
-        "strong_aug",
-        "improvement",
-        "stronger augmentation (15 deg, area 0.6-1, shift 12 %)",
-        {"augment": ("strong",)},
-    ),
-    Variant("label_smoothing", "improvement", "label smoothing 0.1", {"label_smoothing": 0.1}),
-    Variant(
-        "elastic",
-        "improvement",
-        "+ elastic distortion (alpha 34 px, sigma 4 px)",
-        {"augment": REFERENCE_AUGMENT + ("elastic",)},
-    ),
+IMPROVEMENTS = tuple(
+    Variant(name, "improvement", description, changes)
+    for name, description, changes in (
+        (
+            "onecycle",
+            "OneCycle learning-rate schedule (peak 3e-3)",
+            {"schedule": "onecycle", "lr": 3e-3},
+        ),
+        ("batchnorm", "BatchNorm after each convolution", {"model": "batchnorm"}),
+        ("third_conv", "a third conv block (64 to 128 channels)", {"model": "three_conv"}),
+        (
+            "strong_aug",
+            "stronger augmentation (15 deg, area 0.6-1, shift 12 %)",
+            {"augment": ("strong",)},
+        ),
+        ("label_smoothing", "label smoothing 0.1", {"label_smoothing": 0.1}),
+        (
+            "elastic",
+            "+ elastic distortion (alpha 34 px, sigma 4 px)",
+            {"augment": (*REFERENCE_AUGMENT, "elastic")},
+        ),
+    )
 )
 IMPROVED_FROM = ("batchnorm", "third_conv", "onecycle", "label_smoothing")
 """The single improvements `improved` combines: chosen by hand from an earlier full-profile study
@@ -113,11 +103,8 @@ SEARCH = (
     ),
 )
 """The candidate recipes of `improved`, trained with the plan's search seeds and scored on the
-validation split only. `search_short` asks whether the finals can train fewer epochs: the base
-recipe's validation curve is flat over its last epochs (a 1.5x longer schedule lost on validation in
-an earlier full study and would take a deep model past 10 min). Dropout 0.4 as in Deotte's recipe of
-99.65 % mean over 100 runs; his network also stacks convolutions before each downsampling, as
-`search_deep` does."""
+validation split only: the base recipe, the same with fewer epochs, with dropout 0.4, and deeper
+(two convolutions before each of the first two poolings)."""
 CLEAN_CHANGES = {"augment": (), "lr": 1e-4, "schedule": "constant"}
 """Augmentation makes the training digits more varied than the test digits (the crop only zooms in);
 a short fine-tune on the clean images, at a small learning rate, moves the model back to the
@@ -166,9 +153,7 @@ class StudyPlan:
     epochs: int
     improved_epochs: int
     final_seeds: tuple[int, ...]
-    finetune_epochs: int = (
-        1  # the full study's fine-tunes scored 99.660 % mean validation after 1 and after 2 epochs
-    )
+    finetune_epochs: int = 1
     train_size: int | None = None
     test_size: int | None = None
     val_size: int = 5000
@@ -176,8 +161,7 @@ class StudyPlan:
     search_seeds: tuple[int, ...] = (0,)
     # the candidates of `improved`; none: the base recipe, fixed before any score is seen
     search: tuple[Variant, ...] = SEARCH
-    # every run of the study alike: 1.8x float32 on an Intel Xeon (AMX), 1.5x on an AMD EPYC
-    precision: str = "bfloat16"
+    precision: str = "bfloat16"  # every run of the study alike
 
     def seeds_for(self, variant: Variant) -> tuple[int, ...]:
         """The seeds ``variant`` trains with under this plan."""
@@ -244,9 +228,7 @@ def run_variant(
     entries, metrics = [], runs.read_metrics(plan.profile)
     for seed in seeds:
         config = config_for(variant, seed, plan)
-        if runs.finished(
-            config, plan.profile, metrics
-        ):  # recorded whole: its entry as written, not tested again
+        if runs.finished(config, plan.profile, metrics):  # its entry as recorded, not tested again
             entries.append(dict(metrics[config.name], run=config.name))
         else:
             entries.append(
@@ -271,7 +253,7 @@ def run_data(config: RunConfig, cache: dict | None) -> RunData:
 def trained_model(variant: Variant, seed: int, profile: str) -> torch.nn.Module:
     """The finished run of ``variant`` with ``seed`` under ``profile``, loaded from its
     checkpoint."""
-    return load_model(paths.run_dir(run_name(variant.name, seed), profile) / CHECKPOINT)[0]
+    return checkpoints.load_model(paths.checkpoint_path(run_name(variant.name, seed), profile))[0]
 
 
 def search_entries(plan: StudyPlan, data_cache: dict | None = None) -> dict[str, list[dict]]:
@@ -349,47 +331,3 @@ def train_plan(
         return [config_for(v, seed, plan) for v, seed in jobs]
 
     return study.run_study(search + rest, plan.profile, more=final_runs if finals else None)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_utils train`: a profile's study runs as Ray tasks, ahead of the notebook."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mnist_utils train",
-        description="Train (or resume) the runs of the experiments notebook under a profile's "
-        "plan, one Ray task per run: on the Ray cluster at $RAY_ADDRESS when set, else on a local "
-        "Ray with this machine's CPUs. Runs already finished in artifacts/ are skipped; the "
-        "notebook then reuses every finished run.",
-    )
-    parser.add_argument(
-        "variants",
-        nargs="*",
-        metavar="VARIANT",
-        help=f"any of: {', '.join(VARIANTS)} (a fine-tune trains its parent first); "
-        "default: all of the plan",
-    )
-    parser.add_argument("--profile", default="full", choices=PROFILES)
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        help="default: the plan's seeds (final_seeds for final variants)",
-    )
-    args = parser.parse_args(argv)
-    unknown = sorted(set(args.variants) - set(VARIANTS))
-    if unknown:
-        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if not os.environ.get("RAY_ADDRESS", "").strip():
-        # local study: an unknown or missing MNIST_DEVICE fails here, in one line, before Ray starts
-        select_device()
-    try:
-        with study.sigterm_as_interrupt():  # `kill` stops it like Ctrl-C: only whole runs kept
-            variants = tuple(VARIANTS[name] for name in args.variants) or None
-            seeds = tuple(dict.fromkeys(args.seeds or ())) or None  # a repeated seed counts once
-            summary = train_plan(PLANS[args.profile], variants, seeds)
-    except KeyboardInterrupt:
-        return 130
-    except study.StudyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(study.describe(summary), flush=True)
-    return 1 if summary["failed"] else 0

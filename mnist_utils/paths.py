@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 """Repository root (the folder that holds ``mnist_utils/``)."""
+CHECKPOINT = "checkpoint.pt"
 
 
 def _from_env(var: str, default: Path) -> Path:
@@ -55,15 +56,15 @@ def run_dir(name: str, profile: str) -> Path:
     return profile_dir(profile) / name
 
 
+def checkpoint_path(name: str, profile: str) -> Path:
+    """The checkpoint of run ``name`` of ``profile``."""
+    return run_dir(name, profile) / CHECKPOINT
+
+
 def metrics_path(profile: str) -> Path:
     """JSON file with one entry per run name of ``profile``:
     ``artifacts/runs/<profile>/metrics.json``."""
     return profile_dir(profile) / "metrics.json"
-
-
-def rebuild_command(profile: str) -> str:
-    """The command that (re)creates every output of ``profile``: ``make run-all [PROFILE=...]``."""
-    return "make run-all" if profile == "default" else f"make run-all PROFILE={profile}"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -81,17 +82,10 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_user_file(path: Path, text: str) -> Path:
-    """Write ``text`` to a path the user named, never replacing what is there: a regular file (or a
-    new name) atomically, a symlink's target the same way, a device or FIFO directly; a folder is an
-    OSError."""
-    path = Path(path)
-    target = path.resolve() if path.is_symlink() else path
-    if target.is_dir():
-        raise IsADirectoryError(21, "it is a folder; name a file", str(path))
-    if target.exists() and not target.is_file():  # /dev/null, a FIFO: written into, not replaced
-        with open(target, "w") as out:
-            out.write(text)
-        return path
-    atomic_write(target, lambda tmp: tmp.write_text(text))
-    return path
+def unused_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``, ..., whichever does not exist yet."""
+    candidate, n = Path(path), 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from . import paths
-from .calibration import KINDS
+
+AXIS_LABELS = {
+    "rotation": "rotation angle (degrees)",
+    "shift": "translation (pixels)",
+    "noise": "Gaussian noise σ (pixel units, 0–1)",
+}
+"""The x-axis label of each perturbation of notebook 07's robustness figure."""
 
 
 def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
@@ -167,73 +173,54 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
     return fig
 
 
+def reliability_panel(top, bottom, name: str, r: dict, n_bins: int, min_count: int) -> None:
+    """One model's reliability curves before and after temperature scaling (``top``) over its
+    images per bin (``bottom``)."""
+    top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+    after = f"after, T = {r['temperature']:.2f}"
+    curves = (
+        (r["before"], "before", r["ece_before"], "C3", "o"),
+        (r["after"], after, r["ece_after"], "C0", "s"),
+    )
+    edges, width = np.linspace(0.0, 1.0, n_bins + 1), 1.0 / n_bins
+    for i, ((count, confidence, accuracy), label, ece, colour, marker) in enumerate(curves):
+        full = (count >= min_count).numpy()
+        top.plot(
+            confidence.numpy()[full],
+            accuracy.numpy()[full],
+            marker=marker,
+            color=colour,
+            lw=1.2,
+            ms=5,
+            label=f"{label} (ECE {100 * ece:.2f} %)",
+        )
+        left = edges[:-1] + width * (0.275 + 0.45 * i)
+        bottom.bar(left, count.numpy(), width=width * 0.45, color=colour, label=label)
+    top.set(xlim=(0, 1), ylim=(0, 1.02), title=f"{name}\nevaluated on {r['eval_split']}")
+    top.set_ylabel(f"accuracy in the bin (bins of ≥ {min_count} images)")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.set(yscale="log", xlabel=f"confidence, {n_bins} equal-width bins", ylabel="images")
+    bottom.grid(alpha=0.3, axis="y")
+    bottom.legend(fontsize=8, loc="upper left")
+
+
 def reliability_figure(
     results: dict[str, dict], n_bins: int = 15, min_count: int = 10
 ) -> plt.Figure:
     """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``,
     ``ece_*``, ``eval_split``): reliability curves over counts per bin."""
-    names = list(results)
     fig, axes = plt.subplots(
         2,
-        len(names),
-        figsize=(5.2 * len(names), 6.6),
+        len(results),
+        figsize=(5.2 * len(results), 6.6),
         squeeze=False,
-        gridspec_kw={"height_ratios": [3, 1.3]},
         sharex="col",
+        gridspec_kw={"height_ratios": [3, 1.3]},
     )
-    width = 1.0 / n_bins
-    for col, name in enumerate(names):
-        r = results[name]
-        top, bottom = axes[0][col], axes[1][col]
-        top.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
-        curves = (
-            (r["before"], "before", f"(ECE {100 * r['ece_before']:.2f} %)", "C3", "o"),
-            (
-                r["after"],
-                f"after, T = {r['temperature']:.2f}",
-                f"(ECE {100 * r['ece_after']:.2f} %)",
-                "C0",
-                "s",
-            ),
-        )
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        for i, ((count, confidence, accuracy), label, ece, colour, marker) in enumerate(curves):
-            full = (count >= min_count).numpy()
-            top.plot(
-                confidence.numpy()[full],
-                accuracy.numpy()[full],
-                marker=marker,
-                color=colour,
-                label=f"{label} {ece}",
-                lw=1.2,
-                ms=5,
-            )
-            bottom.bar(
-                edges[:-1] + width * (0.275 + 0.45 * i),
-                count.numpy(),
-                width=width * 0.45,
-                color=colour,
-                label=label,
-            )
-        evaluated = r["eval_split"]
-        top.set(
-            xlim=(0, 1),
-            ylim=(0, 1.02),
-            ylabel=f"accuracy in the bin (bins of ≥ {min_count} images)",
-            title=f"{name}\nevaluated on {evaluated}",
-        )
-        top.legend(fontsize=8, loc="lower right")
-        top.grid(alpha=0.3)
-        bottom.set(
-            yscale="log",
-            xlabel=f"confidence (max. probability), {n_bins} equal-width bins",
-            ylabel="images per bin",
-        )
-        bottom.grid(alpha=0.3, axis="y")
-        bottom.legend(fontsize=7, loc="upper left")
-    fig.suptitle(
-        "Reliability diagrams: accuracy vs confidence, before and after temperature scaling"
-    )
+    for col, (name, r) in enumerate(results.items()):
+        reliability_panel(axes[0][col], axes[1][col], name, r, n_bins, min_count)
+    fig.suptitle("Reliability: accuracy against confidence, before and after temperature scaling")
     fig.tight_layout()
     return fig
 
@@ -241,7 +228,7 @@ def reliability_figure(
 def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance
     level dotted."""
-    kinds = [k for k in KINDS if any(k in c for c in curves.values())]
+    kinds = [k for k in AXIS_LABELS if any(k in c for c in curves.values())]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=False):
         for i, (name, per_kind) in enumerate(curves.items()):
@@ -254,7 +241,10 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
             )
         ax.axhline(10, ls=":", color="gray", lw=1, label="chance (10 %)")
         ax.set(
-            xlabel=KINDS[kind], ylabel="test accuracy (%)", ylim=(0, 101), title=kind.capitalize()
+            xlabel=AXIS_LABELS[kind],
+            ylabel="test accuracy (%)",
+            ylim=(0, 101),
+            title=kind.capitalize(),
         )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
@@ -262,70 +252,58 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     return fig
 
 
-def saliency_figure(
-    images_u8: torch.Tensor,
-    labels: torch.Tensor,
-    pred: torch.Tensor,
-    confidence: torch.Tensor,
-    grad_pred: torch.Tensor,
-    grad_log_odds: torch.Tensor,
-    ncols: int = 2,
-) -> plt.Figure:
-    """Per example: the digit, |∂ log p(pred)/∂x| and the signed ∂[log p(pred) − log p(true)]/∂x,
-    outlined."""
+def saliency_row(axes, digit, t: int, p: int, confidence: float, magnitude, signed) -> tuple:
+    """One example on three axes: the digit, |∂ log p(pred)/∂x| and the signed
+    ∂[log p(pred) − log p(true)]/∂x, each map scaled to its maximum and the strokes outlined."""
+    axes[0].imshow(digit, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"true {t}, predicted {p}\n(confidence {confidence:.2f})", fontsize=8)
+    shown = (
+        axes[1].imshow(
+            magnitude / magnitude.max().clamp_min(1e-12), cmap="inferno", vmin=0, vmax=1
+        ),
+        axes[2].imshow(
+            signed / signed.abs().max().clamp_min(1e-12), cmap="RdBu_r", vmin=-1, vmax=1
+        ),
+    )
+    axes[1].set_title(f"|∂ log p({p}) / ∂x|\nsensitivity of '{p}'", fontsize=8)
+    axes[2].set_title(f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8)
+    for ax, outline in zip(axes[1:], ("cyan", "black")):
+        ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
+    return shown
+
+
+def saliency_figure(images_u8, labels, pred, confidence, grad_pred, grad_log_odds, ncols: int = 2):
+    """Per example: the digit, the magnitude and the signed log-odds of its input gradients
+    (:func:`saliency_row`), ``ncols`` examples to a row, with the two colour scales below."""
     n = len(images_u8)
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(
         nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False
     )
-    magnitude = signed = None
-    for k, ax in enumerate(axes.flat):
+    for ax in axes.flat:
         ax.axis("off")
-        i, part = divmod(k, 3)  # example i fills three neighbouring columns of its row
-        if i >= n:
-            continue
-        t, p, digit = int(labels[i]), int(pred[i]), images_u8[i].float().numpy() / 255
-        if part == 0:
-            ax.imshow(digit, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(
-                f"true {t}, predicted {p}\n(confidence {float(confidence[i]):.2f})", fontsize=8
-            )
-            continue
-        if part == 1:
-            g = grad_pred[i] / grad_pred[i].max().clamp_min(1e-12)
-            magnitude = ax.imshow(g.numpy(), cmap="inferno", vmin=0, vmax=1)
-            ax.set_title(f"|∂ log p({p}) / ∂x|\nsensitivity of '{p}'", fontsize=8)
-            outline = "cyan"
-        else:
-            g = grad_log_odds[i] / grad_log_odds[i].abs().max().clamp_min(1e-12)
-            signed = ax.imshow(g.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-            ax.set_title(
-                f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8
-            )
-            outline = "black"
-        ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
-    fig.suptitle(
-        "Input gradients on the most confused pairs (each map scaled to its own maximum)",
-        fontsize=11,
-    )
+    for i in range(n):  # example i fills three neighbouring columns of its row
+        row, col = divmod(i, ncols)
+        digit = images_u8[i].float().numpy() / 255
+        t, p, c = int(labels[i]), int(pred[i]), float(confidence[i])
+        shown = saliency_row(
+            axes[row][3 * col : 3 * col + 3], digit, t, p, c, grad_pred[i], grad_log_odds[i]
+        )
+    fig.suptitle("Input gradients on the most confused pairs (each map scaled to its maximum)")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    for im, x0, label, ticks in (
-        (magnitude, 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
-        (
-            signed,
-            0.56,
-            "signed log-odds gradient: blue favours true, red predicted",
-            [-1, -0.5, 0, 0.5, 1],
-        ),
-    ):
-        if im is not None:
-            fig.colorbar(
-                im,
-                cax=fig.add_axes((x0, 0.045, 0.32, 0.018)),
-                orientation="horizontal",
-                label=label,
-                ticks=ticks,
-            )
+    if n:
+        scales = (
+            (shown[0], 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
+            (
+                shown[1],
+                0.56,
+                "signed log-odds gradient: blue favours true, red predicted",
+                [-1, 0, 1],
+            ),
+        )
+        for im, x0, label, ticks in scales:
+            cax = fig.add_axes((x0, 0.045, 0.32, 0.018))
+            fig.colorbar(im, cax=cax, orientation="horizontal", label=label, ticks=ticks)
     return fig
 
 

@@ -1,5 +1,5 @@
-"""`python -m mnist_utils.reaper PID`: when process PID ends, or this one gets SIGTERM, end every
-process PID had started (a local Ray's servers and agents): none outlives the study for long."""
+"""A watcher process: when the study's driver ends, or the watcher gets SIGTERM, it ends every
+process the driver had started (a local Ray's servers and agents), so none outlives the study."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def watch(pid: int) -> None:
 
 def start(pid: int | None = None) -> subprocess.Popen:
     """A reaper watching ``pid`` (this process), in a session of its own: it outlives a kill."""
+    code = f"from mnist_utils import reaper; reaper.watch({pid or os.getpid()})"
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_utils.reaper", str(pid or os.getpid())],
+        [sys.executable, "-c", code],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -68,7 +69,3 @@ def stop(reaper: subprocess.Popen, timeout: float = 10.0) -> None:
         reaper.wait(timeout)
     except subprocess.TimeoutExpired:
         reaper.kill()
-
-
-if __name__ == "__main__":
-    watch(int(sys.argv[1]))

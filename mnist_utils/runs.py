@@ -12,18 +12,10 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from . import edits, paths
+from . import checkpoints, edits, errors, paths
 from .config import RunConfig
 from .data import Split, load_split
-from .engine import (
-    CHECKPOINT,
-    RunConflictError,  # noqa: F401 (re-exported: callers catch runs.RunConflictError)
-    checkpoint_of,
-    evaluate,
-    fit,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .engine import evaluate, fit
 
 VAL_SPLIT_SEED = 12345
 """The validation images are the same for every run, whatever its seed."""
@@ -58,9 +50,8 @@ def test_split_for(config: RunConfig, test: Split | None = None) -> Split:
     return (test if test is not None else load_split(False)).subset(config.test_size, seed=0)
 
 
-class ArtifactError(ValueError):
-    """An artifact file cannot be read or written (empty or invalid JSON, a read-only folder); the
-    message says the fix."""
+class ArtifactError(errors.MnistError):
+    """An artifact file cannot be read or written (invalid JSON, a read-only or full folder)."""
 
 
 def read_json(path: Path, default):
@@ -124,10 +115,10 @@ def record_metrics(name: str, entry: dict) -> None:
 
 
 def own_checkpoint(config: RunConfig, profile: str) -> dict | None:
-    """The run's checkpoint in artifacts/ (None when there is none); :class:`RunConflictError` if
-    another config wrote it."""
-    path = paths.run_dir(config.name, profile) / CHECKPOINT
-    return checkpoint_of(path, config) if path.is_file() else None
+    """The run's checkpoint in artifacts/ (None when there is none); a
+    :class:`checkpoints.RunConflictError` if another config wrote it."""
+    path = paths.checkpoint_path(config.name, profile)
+    return checkpoints.of_config(path, config) if path.is_file() else None
 
 
 def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bool:
@@ -137,7 +128,7 @@ def finished(config: RunConfig, profile: str, metrics: dict | None = None) -> bo
     return (
         entry is not None
         and RunConfig.from_dict(entry["config"]) == config
-        and (paths.run_dir(config.name, profile) / CHECKPOINT).is_file()
+        and paths.checkpoint_path(config.name, profile).is_file()
     )
 
 
@@ -145,18 +136,12 @@ def adopt_run(source: RunConfig, target: RunConfig, profile: str) -> bool:
     """Record the finished run ``source`` as ``target`` when the two differ only in their name,
     which training never reads: its checkpoint, history and metrics entry under the new name. False
     (nothing written) otherwise, or when ``target`` has a checkpoint already."""
-    metrics, src, dst = (
-        read_metrics(profile),
-        paths.run_dir(source.name, profile),
-        paths.run_dir(target.name, profile),
-    )
-    if (
-        target.replace(name=source.name) != source
-        or not finished(source, profile, metrics)
-        or (dst / CHECKPOINT).is_file()
-    ):
+    metrics = read_metrics(profile)
+    src, dst = paths.run_dir(source.name, profile), paths.run_dir(target.name, profile)
+    same = target.replace(name=source.name) == source
+    if not same or not finished(source, profile, metrics) or (dst / paths.CHECKPOINT).is_file():
         return False
-    state = checkpoint_of(src / CHECKPOINT, source)
+    state = checkpoints.of_config(src / paths.CHECKPOINT, source)
     check_writable(dst)
     save_run(
         target,
@@ -173,50 +158,45 @@ def save_run(
 ) -> None:
     """Write one finished run's artifacts, each file atomically; the metrics entry last, so a run
     counts only once it is whole."""
-    save_checkpoint(paths.run_dir(config.name, profile) / CHECKPOINT, checkpoint)
+    checkpoints.save(paths.checkpoint_path(config.name, profile), checkpoint)
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
 
 
-def train_run(
-    config: RunConfig,
-    profile: str,
-    data: RunData | None = None,
-    device=None,
-    progress: bool | None = None,
-) -> dict:
-    """Train ``config`` (resuming a checkpoint of the same config), test it once, record and return
-    its metrics."""
-    run_dir = paths.run_dir(config.name, profile)
-    check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
-    data = data if data is not None else load_run_data(config)
-    fresh = not (
-        run_dir / CHECKPOINT
-    ).is_file()  # a run with its own checkpoint resumes (fit checks its config): no parent
+def fit_run(config: RunConfig, data: RunData, run_dir: Path, init: dict | None = None, **kw):
+    """Train ``config`` on ``data.train``, scored each epoch on its validation split (else the test
+    split), checkpointed in ``run_dir``; ``init``: the weights a fine-tune starts from."""
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
-    init = (
-        load_checkpoint(paths.run_dir(config.init_from, profile) / CHECKPOINT)["model"]
-        if config.init_from and fresh
-        else None
-    )
-    result = fit(
+    return fit(
         config,
         data.train,
         eval_split,
         eval_name=eval_name,
         run_dir=run_dir,
-        device=device,
-        progress=progress,
         init_weights=init,
+        **kw,
     )
+
+
+def train_run(
+    config: RunConfig, profile: str, data: RunData | None = None, device=None, progress=None
+) -> dict:
+    """Train ``config`` in artifacts/ (resuming its own checkpoint), test it once, record and return
+    its metrics."""
+    run_dir = paths.run_dir(config.name, profile)
+    check_writable(run_dir)  # a read-only or full disk fails now, not after the first epoch
+    data = data if data is not None else load_run_data(config)
+    # a fresh fine-tune starts from its parent's weights; its own checkpoint resumes it
+    parent = paths.checkpoint_path(config.init_from, profile) if config.init_from else None
+    fresh = not (run_dir / paths.CHECKPOINT).is_file()
+    init = checkpoints.load(parent)["model"] if parent and fresh else None
+    result = fit_run(config, data, run_dir, init, device=device, progress=progress)
     return record_run(config, profile, result.model, result.history, data)
 
 
-def record_run(
-    config: RunConfig, profile: str, model: torch.nn.Module, history: list[dict], data: RunData
-) -> dict:
-    """Score a finished run on its test images once; write its history.json and its entry in
-    metrics.json."""
+def score(config: RunConfig, profile: str, model, history: list[dict], data: RunData) -> dict:
+    """A finished run's metrics entry: its test images scored once, its validation accuracy, time
+    and setting."""
     test = evaluate(model, data.test)
     entry = {
         "test_accuracy": test["accuracy"],
@@ -233,10 +213,15 @@ def record_run(
     }
     if data.val is not None:
         entry["val_accuracy"] = history[-1]["val_accuracy"]
+    return entry
+
+
+def record_run(config: RunConfig, profile: str, model, history: list[dict], data: RunData) -> dict:
+    """Score a finished run once; write its history.json and its entry in metrics.json, with the
+    fingerprint of the notebook code that trained it, if any (notebook 04)."""
+    entry = score(config, profile, model, history, data)
     if (lesson := edits.stored_digest(paths.run_dir(config.name, profile))) is not None:
-        entry["lesson"] = (
-            lesson  # the fingerprint of the notebook code that trained it (notebook 4)
-        )
+        entry["lesson"] = lesson
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
     return entry
@@ -246,8 +231,7 @@ def history(name: str, profile: str) -> list[dict]:
     """The per-epoch history written by :func:`train_run`."""
     path = paths.run_dir(name, profile) / "history.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"No history for run {name!r} at {path}; run notebooks/04_training.ipynb (or `make "
-            "run-all`)."
+        raise ArtifactError(
+            f"No history for run {name!r} at {path}; run `{errors.run_all(profile)}`."
         )
     return read_json(path, [])

@@ -64,7 +64,7 @@ def tiny_checkpoint(tmp_path_factory, train_split, test_split):
         device="cpu",
         progress=False,
     )
-    return run_dir / engine.CHECKPOINT
+    return run_dir / paths.CHECKPOINT
 
 
 def execute_quick(nb, workdir) -> None:

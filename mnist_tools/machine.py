@@ -1,0 +1,53 @@
+"""This machine and checkout: measured arithmetic rates, the CPU's name and the commit, which
+every timing and result stands beside."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from mnist_utils import paths
+
+
+def gemm_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 20) -> float:
+    """The measured rate (GFLOP/s) of an n×n matrix product in ``dtype`` with the threads PyTorch
+    uses; float32 is the classic sgemm figure."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):  # warm-up: kernels chosen, caches filled
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def sgemm_gflops() -> float:
+    """The float32 matrix-multiply rate (GFLOP/s)."""
+    return gemm_gflops(torch.float32)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str:
+    """The checkout's commit (short hash), with ``+changes`` when the code differs from it."""
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True)
+        return run.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    code = ("notebooks", "mnist_utils", "mnist_tools", "report")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", *code)
+    return head + ("+changes" if dirty else "")
