@@ -3,9 +3,12 @@ every timing and result stands beside."""
 
 from __future__ import annotations
 
+import multiprocessing
 import platform
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -51,3 +54,11 @@ def commit() -> str:
     code = ("notebooks", "mnist_utils", "mnist_tools", "report")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", *code)
     return head + ("+changes" if dirty else "")
+
+
+def in_two_processes(fn: Callable, *args) -> list:
+    """``fn(*args)`` in two fresh processes at once (both started before either runs): what two
+    workers of the study measure side by side."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(abs, range(2)))  # both workers up (spawned, torch imported) first
+        return [f.result() for f in [pool.submit(fn, *args) for _ in range(2)]]

@@ -22,7 +22,7 @@ from mnist_utils import paths
 from mnist_utils.config import PROFILES
 from mnist_utils.study import ALLOCATOR
 
-from .machine import commit
+from .machine import commit, cpu_name
 
 EXECUTED = paths.ROOT / "executed"
 
@@ -90,6 +90,24 @@ def stamp(copy: Path, code: str) -> None:
         paths.atomic_write(copy, lambda tmp: tmp.write_text(json.dumps(nb, indent=1) + "\n"))
 
 
+def record_provenance(notebook: Path, profile: str, code: str, seconds: float) -> None:
+    """Note in ``artifacts/runs/<profile>/provenance.json`` which commit ran ``notebook``, when, on
+    which CPU, and how long it took: the report names the source of every number."""
+    from datetime import UTC, datetime
+
+    from mnist_utils.runs import read_json, write_json
+
+    path = paths.profile_dir(profile) / "provenance.json"
+    entry = {
+        "commit": code,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_name(),
+        "cores": len(os.sched_getaffinity(0)),
+        "seconds": round(seconds),
+    }
+    write_json(path, read_json(path, {}) | {notebook.stem: entry})
+
+
 def last_error_line(exc: BaseException) -> str:
     """The line of a failed cell's traceback that says what went wrong (``ename: evalue``),
     uncoloured."""
@@ -122,5 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     seconds = time.perf_counter() - start
+    record_provenance(args.notebook, args.profile, commit(), seconds)
     print(f"{args.notebook.stem:<28} profile {args.profile:<8} {seconds:6.0f} s")
     return 0

@@ -1,7 +1,8 @@
 """`python -m mnist_tools report build`: report/main.tex.j2 filled from the notebooks' JSON
 artifacts, then report.pdf.
 
-jinja2 fills the template; latexmk builds the PDF.
+jinja2 fills the template (:mod:`mnist_tools.latex`); latexmk builds the PDF, BibTeX its
+references (report/references.bib).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -24,23 +23,32 @@ from filelock import FileLock
 from mnist_utils import errors, paths
 from mnist_utils.config import PROFILES, profile_from_env
 
+from .latex import (  # noqa: F401 (the report's API: tests and callers use report.X)
+    LATEX_INSTALL,
+    OVERFULL_TOLERANCE_PT,
+    ReportError,
+    environment,
+    latex,
+    latex_error,
+    latex_problems,
+    run_latexmk,
+)
+
 # the run the report describes: its entry in metrics.json, its folder under runs/<profile>/
 RUN = "reference"
 TEMPLATE = paths.ROOT / "report" / "main.tex.j2"
-LATEX_INSTALL = (
-    "apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended "
-    "texlive-science latexmk"
-)
-OVERFULL_TOLERANCE_PT = 5.0  # overfull boxes wider than this make a strict build fail
+BIBLIOGRAPHY = paths.ROOT / "report" / "references.bib"
 MAX_STRING = 2000  # longer artifact strings are refused: TeX cannot read a line of ~200 kB
 
 ARTIFACTS = {  # required artifacts/runs/<profile>/<key>.json (template name `key`) → its notebook
     "data_stats": "01_data_exploration",
     "model_table": "03_model",
+    "baselines": "04_training",
     "analysis": "05_analysis",
     "experiments": "06_experiments",
     "calibration": "07_calibration_robustness",
     "robustness": "07_calibration_robustness",
+    "speed": "09_speed",
 }
 FIGURES = {  # notebook → the figures (report/figures/<profile>/<name>.pdf) it writes for the report
     "01_data_exploration": ("sample_batch", "class_distribution", "pixel_histogram"),
@@ -55,80 +63,12 @@ FIGURES = {  # notebook → the figures (report/figures/<profile>/<name>.pdf) it
     "05_analysis": ("confusion_matrix", "misclassified"),
     "06_experiments": ("experiments",),
     "07_calibration_robustness": ("reliability", "robustness", "saliency"),
+    "09_speed": ("speed_steps",),
 }
-LATEX_SPECIALS = str.maketrans(
-    {  # characters LaTeX reads as commands, or its OT1 fonts lack → what prints them
-        "\\": r"\textbackslash{}",
-        "{": r"\{",
-        "}": r"\}",
-        "$": r"\$",
-        "&": r"\&",
-        "#": r"\#",
-        "_": r"\_",
-        "%": r"\%",
-        "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}",
-        "<": r"\textless{}",
-        ">": r"\textgreater{}",
-        "→": r"$\rightarrow$",
-        "←": r"$\leftarrow$",
-        "↔": r"$\leftrightarrow$",
-        "≥": r"$\geq$",
-        "≤": r"$\leq$",
-        "×": r"$\times$",
-        "±": r"$\pm$",
-        "≈": r"$\approx$",
-        "−": "-",
-        "°": r"\textdegree{}",
-        "µ": r"$\mu$",
-        "μ": r"$\mu$",
-        "Δ": r"$\Delta$",
-    }
-)
-
-
-class ReportError(errors.MnistError):
-    """The report cannot be built: the message names the file at fault and the command that fixes
-    it."""
-
-
-def latex(value: object) -> str:
-    """Any artifact value as LaTeX that prints it literally (``--`` for None); every template value
-    passes here."""
-    # no font has the rest
-    return (
-        "--"
-        if value is None
-        else re.sub(r"[^\x00-\xff]", "?", str(value).translate(LATEX_SPECIALS))
-    )
-
-
-def fixed(value: float | None, decimals: int = 2, scale: float = 1) -> str | None:
-    """``scale * value`` with ``decimals`` digits (filter ``f``; ``pct`` scales by 100); None (a
-    missing value, such as a one-seed sd) stays None."""
-    return None if value is None else f"{scale * value:.{decimals}f}"
-
-
-def better(rows: list[dict]) -> list[str]:
-    """Single improvements that beat the reference recipe: by their ``verdict`` when the rows have
-    one, else by a mean above the reference's by more than the larger of the two seed-to-seed
-    sds."""
-    ref = next((r for r in rows if r["variant"] == "reference"), None)
-    return (
-        []
-        if ref is None
-        else [
-            r["variant"]
-            for r in rows
-            if r["group"] == "improvement"
-            and (
-                r["verdict"] == "better"
-                if "verdict" in r
-                else r["test_accuracy_mean"] - ref["test_accuracy_mean"]
-                > max(r["test_accuracy_sd"] or 0, ref["test_accuracy_sd"] or 0)
-            )
-        ]
-    )
+PROVENANCE = "provenance.json"
+"""Optional, in runs/<profile>/: which commit ran each notebook, when and on which CPU; the
+notebook runner of `make run-all` writes it (notebooks run by `make test` under nbval do not)."""
+PROVENANCE_FIELDS = {"commit": str, "date": str, "cpu": str, "cores": int}
 
 
 class _Dict(dict):
@@ -149,40 +89,6 @@ def _tag(value, source: Path):
         return value
     value._source = source
     return value
-
-
-class _Tracing(jinja2.Environment):
-    """A jinja2 environment that remembers the artifact file the template last read from."""
-
-    read: Path | None = None
-
-    def getattr(self, obj, attribute):
-        self.read = getattr(obj, "_source", self.read)
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj, argument):
-        self.read = getattr(obj, "_source", self.read)
-        return super().getitem(obj, argument)
-
-
-def environment() -> _Tracing:
-    """A fresh jinja2 environment for the template: LaTeX delimiters, values via :func:`latex`."""
-    env = _Tracing(
-        loader=jinja2.FileSystemLoader(TEMPLATE.parent),
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-        block_start_string=r"\BLOCK{",
-        block_end_string="}",
-        variable_start_string=r"\VAR{",
-        variable_end_string="}",
-        comment_start_string="((#",
-        comment_end_string="#))",
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=latex,
-    )
-    env.filters.update(f=fixed, pct=lambda x, decimals=2: fixed(x, decimals, 100), better=better)
-    return env
 
 
 def load_json(path: Path, fix: str = "make run-all"):
@@ -258,6 +164,75 @@ def _check_profile(ctx: dict, files: dict, profile: str, fix: str) -> None:
             )
 
 
+def _reference_entry(ctx: dict, files: dict, fix: str) -> dict:
+    """metrics.json's entry of the reference run, checked: a test accuracy, and the one that
+    analysis.json analysed."""
+    metrics_file, analysis_file = files["metrics"][0], files["analysis"][0]
+    metrics = ctx["metrics"].get(RUN) if isinstance(ctx["metrics"], dict) else None
+    if not isinstance(metrics, dict):
+        raise ReportError(
+            f"{metrics_file} has no {RUN!r} entry; run notebooks/04_training.ipynb (or `{fix}`)."
+        )
+    accuracy = _number(metrics.get("test_accuracy"), metrics_file, f"{RUN}.test_accuracy", fix)
+    a = ctx["analysis"] if isinstance(ctx["analysis"], dict) else {}
+    analysed = _number(a.get("test_accuracy"), analysis_file, "test_accuracy", fix)
+    if not math.isclose(analysed, accuracy, abs_tol=1e-6):
+        raise ReportError(
+            f"{analysis_file} (accuracy {analysed}) does not match the {RUN!r} entry of "
+            f"{metrics_file} (accuracy {accuracy}); re-run notebooks/05_analysis.ipynb after "
+            f"04_training (or `{fix}`)."
+        )
+    return metrics
+
+
+def provenance(path: Path, fix: str) -> dict | None:
+    """The front page's provenance from ``path`` (None when absent): the first and last date, the
+    commits with the notebooks each ran, the machines; a malformed entry is a ReportError."""
+    if not path.is_file():
+        return None
+    runs = load_json(path, fix)
+    if not isinstance(runs, dict) or not runs:
+        raise ReportError(f"{path} names no notebook run; re-create it with `{fix}`.")
+    for stem, entry in runs.items():
+        if not isinstance(entry, dict) or any(
+            isinstance(entry.get(k), bool) or not isinstance(entry.get(k), kind)
+            for k, kind in PROVENANCE_FIELDS.items()
+        ):
+            raise ReportError(
+                f"{path}: the entry {stem!r} lacks one of {', '.join(PROVENANCE_FIELDS)}; "
+                f"re-create it with `{fix}`."
+            )
+    commits: dict[str, list[str]] = {}
+    for stem in sorted(runs):
+        commits.setdefault(runs[stem]["commit"], []).append(stem.split("_")[0])
+    dates = sorted(e["date"] for e in runs.values())
+    return {
+        "first": dates[0],
+        "last": dates[-1],
+        "commits": [
+            {"commit": c.removesuffix("+changes"), "changed": c.endswith("+changes"), "stems": n}
+            for c, n in commits.items()
+        ],
+        "machines": sorted({(e["cpu"], e["cores"]) for e in runs.values()}),
+    }
+
+
+def design() -> dict:
+    """The study's fixed choices, read from the code (they are not results of a run): the regime
+    of verdicts, the seed report's accuracy, the augmentation ranges, the default budget."""
+    from mnist_utils.augment import REFERENCE_SPEC, AugmentSpec
+    from mnist_utils.experiments import PLANS, REGIME, SEED_REPORT_ACCURACY
+
+    return {
+        "regime": REGIME,
+        "seed_report": SEED_REPORT_ACCURACY,
+        "noise": AugmentSpec.from_names(("noise",)).noise,
+        "degrees": REFERENCE_SPEC.degrees,
+        "shift": REFERENCE_SPEC.shift,
+        "default_epochs": PLANS["default"].epochs,
+    }
+
+
 def context(
     profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
 ) -> dict:
@@ -275,31 +250,19 @@ def context(
     files = inputs(profile, artifacts, figures)
     ctx = {key: load_json(path, fix) for key, (path, _) in files.items() if path.suffix == ".json"}
     bench = artifacts / "bench.json"
-    ctx["bench"] = load_json(bench, "make bench") if bench.is_file() else None
-    metrics_file, analysis_file = files["metrics"][0], files["analysis"][0]
-    metrics = ctx["metrics"].get(RUN) if isinstance(ctx["metrics"], dict) else None
-    if not isinstance(metrics, dict):
-        raise ReportError(
-            f"{metrics_file} has no {RUN!r} entry; run notebooks/04_training.ipynb (or `{fix}`)."
-        )
-    accuracy = _number(metrics.get("test_accuracy"), metrics_file, f"{RUN}.test_accuracy", fix)
+    ctx["bench"] = load_json(bench, errors.BENCH) if bench.is_file() else None
+    ctx["provenance"] = provenance(artifacts / "runs" / profile / PROVENANCE, fix)
+    metrics = _reference_entry(ctx, files, fix)
     _check_profile(ctx, files, profile, fix)
-    a = ctx["analysis"] if isinstance(ctx["analysis"], dict) else {}
-    analysed = _number(a.get("test_accuracy"), analysis_file, "test_accuracy", fix)
-    if not math.isclose(analysed, accuracy, abs_tol=1e-6):
-        raise ReportError(
-            f"{analysis_file} (accuracy {analysed}) does not match the {RUN!r} entry of "
-            f"{metrics_file} (accuracy {accuracy}); re-run notebooks/05_analysis.ipynb after "
-            f"04_training (or `{fix}`)."
-        )
-    return ctx | {"metrics": metrics, "profile": profile}
+    extra = {"all_metrics": ctx["metrics"], "metrics": metrics, "design": design()}
+    return ctx | extra | {"profile": profile}
 
 
 def render(
     profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
 ) -> str:
     """The report's LaTeX: the template filled from the artifacts of ``profile``."""
-    ctx, env = context(profile, artifacts, figures), environment()
+    ctx, env = context(profile, artifacts, figures), environment(TEMPLATE.parent)
     try:
         return env.get_template(TEMPLATE.name).render(ctx)
     except (
@@ -314,70 +277,26 @@ def render(
         where = (
             f"line {frames[-1].lineno} ({(frames[-1].line or '').strip()[:120]})" if frames else "?"
         )
+        bench = env.read is not None and env.read.name == "bench.json"
         raise ReportError(
             f"{env.read or 'an artifact'} lacks what {TEMPLATE.name} {where} reads "
             f"({type(exc).__name__}: {exc}); re-create it with "
-            f"`{errors.run_all(profile)}`."
+            f"`{errors.BENCH if bench else errors.run_all(profile)}`."
         ) from exc
 
 
 def generate(profile: str = "default") -> Path:
-    """Write the filled template to ``<report dir>/generated/<profile>/main.tex``; its path."""
+    """Write the filled template to ``<report dir>/generated/<profile>/main.tex``, the bibliography
+    beside it; its path."""
     out = paths.generated_dir() / profile / "main.tex"
-    return paths.atomic_write(out, lambda tmp: tmp.write_text(render(profile)))
+    paths.atomic_write(out, lambda tmp: tmp.write_text(render(profile)))
+    shutil.copyfile(BIBLIOGRAPHY, out.parent / BIBLIOGRAPHY.name)
+    return out
 
 
 def pdf_path(profile: str) -> Path:
     """Where ``profile``'s report goes: ``<report dir>/report.pdf``, or ``report-<profile>.pdf``."""
     return paths.report_dir() / ("report.pdf" if profile == "default" else f"report-{profile}.pdf")
-
-
-def latex_problems(log: str, tolerance_pt: float = OVERFULL_TOLERANCE_PT) -> list[str]:
-    """Undefined references/citations and overfull boxes over ``tolerance_pt`` in a LaTeX log."""
-    undefined = re.compile(
-        r"undefined references|Reference `[^']*' on page \d+ undefined|Citation .* undefined"
-    )
-    problems = [line.strip() for line in log.splitlines() if undefined.search(line)]
-    overfull = re.finditer(r"^(Overfull \\[hv]box \(([\d.]+)pt too \w+\).*)$", log, re.MULTILINE)
-    return problems + [m.group(1) for m in overfull if float(m.group(2)) > tolerance_pt]
-
-
-def latex_error(log: str) -> str | None:
-    """The first LaTeX error (``! ...``) of a log: at the start of a line, else after text on it."""
-    lines = log.splitlines()
-    first = next((line for line in lines if line.startswith("!")), None)
-    inside = (m.group(1) for line in lines if (m := re.search(r"(! [A-Z].*)$", line)))
-    return first or next(inside, None)
-
-
-def run_latexmk(folder: Path, source: Path, log_copy: Path | None = None) -> Path:
-    """Compile ``source`` in ``folder`` (where figures/ is) into ``folder/report.pdf`` with latexmk;
-    its log is copied to ``log_copy`` (when given) before any error names it."""
-    if shutil.which("latexmk") is None:
-        raise ReportError(
-            f"latexmk is not installed, so the PDF cannot be built; install TeX with "
-            f"`{LATEX_INSTALL}`."
-        )
-    cmd = [
-        "latexmk",
-        "-pdf",
-        "-interaction=nonstopmode",
-        "-halt-on-error",
-        "-jobname=report",
-        str(source),
-    ]
-    proc = subprocess.run(cmd, check=False, cwd=folder, capture_output=True, text=True)
-    log = folder / "report.log"
-    if log_copy is not None and log.is_file():
-        shutil.copyfile(log, log_copy)
-        log = log_copy
-    if proc.returncode != 0:
-        error = latex_error(log.read_text(errors="replace")) if log.is_file() else None
-        raise ReportError(
-            f"latexmk failed on {source} ({error or proc.stderr.strip()[-300:]}); "
-            f"the previous PDF was kept; full log: {log}"
-        )
-    return folder / "report.pdf"
 
 
 def build(profile: str = "default", strict: bool = True) -> Path:
@@ -391,14 +310,15 @@ def build(profile: str = "default", strict: bool = True) -> Path:
     ):
         work = Path(tmp)
         shutil.copytree(paths.figures_dir(profile), work / "figures")
+        shutil.copyfile(BIBLIOGRAPHY, work / BIBLIOGRAPHY.name)
         (work / "main.tex").write_text(tex)
         log = pdf.with_suffix(".log")
         built = run_latexmk(work, Path("main.tex"), log)
         problems = latex_problems(log.read_text(errors="replace"))
         if problems:
             message = (
-                f"{log} reports {len(problems)} problem(s) (undefined references, or "
-                f"overfull boxes over {OVERFULL_TOLERANCE_PT:g}pt): "
+                f"{log} reports {len(problems)} problem(s) (undefined references or citations, "
+                f"or overfull boxes over {OVERFULL_TOLERANCE_PT:g}pt): "
                 f"{' | '.join(problems)}; fix {TEMPLATE}."
             )
             if strict:

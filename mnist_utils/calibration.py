@@ -136,12 +136,14 @@ def robustness_curve(
     kind: str,
     levels: Sequence[float],
     seed: int = 0,
+    precision: str = "float32",
 ) -> list[dict]:
-    """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level:
-    ``[{level, accuracy}]``."""
+    """Accuracy (a fraction) of ``model`` on the images perturbed by ``kind`` at each level, its
+    forward pass in ``precision``: ``[{level, accuracy}]``."""
     out = []
     for level in levels:
-        pred = predict_log_probs_unit(model, perturb(images_u8, kind, float(level), seed)).argmax(1)
+        x = perturb(images_u8, kind, float(level), seed)
+        pred = predict_log_probs_unit(model, x, precision=precision).argmax(1)
         out.append({"level": float(level), "accuracy": (pred == labels).double().mean().item()})
     return out
 

@@ -1,12 +1,11 @@
 """A notebook's run belongs to the code and settings that trained it: an edit trains afresh, the old
 run is kept.
 
-Notebook 4 trains its run with lesson functions a student may change (``train_epoch``,
-``evaluate``), an optimizer line they may change (``lr=1e-2``) and a config. :func:`run_folder`
-compares a fingerprint of all of them with the one stored beside the checkpoint: the same run
-resumes (or is reused when finished); a different one is moved aside to ``<name>@<its digest>`` —
-never deleted — and the edited run starts afresh in ``<name>/``. Undo the edit and the earlier run
-comes back from its ``@`` folder instead of training again.
+Notebook 04 trains its run with lesson functions a student may change (the loop, ``train_epoch``,
+``evaluate``), a model, an optimizer and a config. :func:`run_folder` compares a fingerprint of all
+of them with the one stored beside the checkpoint: the same run resumes (or is reused when
+finished); a different one is moved aside to ``<name>@<its digest>`` — never deleted — and the
+edited run starts afresh in ``<name>/``. Undo the edit and the earlier run comes back.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import paths
+from . import errors, paths
 from .config import RunConfig
 
 LESSON_FILE = "lesson.json"
@@ -27,8 +26,9 @@ LESSON_FILE = "lesson.json"
 
 
 def fingerprint(config: RunConfig, model: nn.Module, optimizer, functions: list[Callable]) -> dict:
-    """What defines a notebook's run: its config, the model's layers, the optimizer and its
-    settings, the code of the lesson functions that train and score it."""
+    """What defines a notebook's run: its config, the model's layers and device, the optimizer and
+    its settings, the code of the lesson functions that train and score it (the loop included, so
+    its seed, the arguments of its calls and every line of it count)."""
     settings = {
         k: v
         for k, v in optimizer.defaults.items()
@@ -37,6 +37,7 @@ def fingerprint(config: RunConfig, model: nn.Module, optimizer, functions: list[
     return {
         "config": config.to_dict(),
         "model": repr(model),
+        "device": str(next(model.parameters()).device),
         "optimizer": {"type": type(optimizer).__name__, **settings},
         "code": {f.__name__: inspect.getsource(f) for f in functions},
     }
@@ -50,9 +51,16 @@ def digest(print_: dict) -> str:
 def stored_digest(folder: Path) -> str | None:
     """The digest recorded in ``folder`` (None when it holds no notebook run)."""
     lesson = folder / LESSON_FILE
-    if lesson.is_file():
-        return json.loads(lesson.read_text()).get("digest")
-    return None
+    if not lesson.is_file():
+        return None
+    try:
+        found = json.loads(lesson.read_text())
+        return str(found["digest"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise errors.MnistError(
+            f"{lesson} is damaged ({type(exc).__name__}: {exc}); it was left as it is. Move the "
+            f"run aside (`mv {folder} {folder}.bad`) and run the notebook again."
+        ) from exc
 
 
 def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:

@@ -75,30 +75,34 @@ def loss_fn(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.
 
 @torch.inference_mode()
 def predict_log_probs_unit(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 128
+    model: nn.Module, x: torch.Tensor, batch_size: int = 128, precision: str = "float32"
 ) -> torch.Tensor:
     """Log-probabilities [N, 10] for float images [N, 1, 28, 28] in [0, 1] (normalised here), in
-    eval mode, without gradients; small batches keep each batch's activations in the CPU's cache."""
+    eval mode, without gradients, the forward pass in ``precision``; small batches keep each
+    batch's activations in the CPU's cache."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
         xb = normalize(x[i : i + batch_size].to(device, torch.float32))
-        out.append(model(xb.contiguous(memory_format=torch.channels_last)).float().cpu())
+        with autocast(precision, device.type):
+            out.append(model(xb.contiguous(memory_format=torch.channels_last)).float().cpu())
     model.train(was_training)
     return torch.cat(out)
 
 
-def predict_log_probs(model: nn.Module, images_u8: torch.Tensor) -> torch.Tensor:
+def predict_log_probs(
+    model: nn.Module, images_u8: torch.Tensor, precision: str = "float32"
+) -> torch.Tensor:
     """Log-probabilities [N, 10] for uint8 images [N, 28, 28] (see
     :func:`predict_log_probs_unit`)."""
-    return predict_log_probs_unit(model, to_unit(images_u8.cpu()))
+    return predict_log_probs_unit(model, to_unit(images_u8.cpu()), precision=precision)
 
 
-def evaluate(model: nn.Module, split: Split) -> dict[str, float]:
-    """Mean NLL loss and accuracy (a fraction) on a split."""
-    log_probs = predict_log_probs(model, split.images)
+def evaluate(model: nn.Module, split: Split, precision: str = "float32") -> dict[str, float]:
+    """Mean NLL loss and accuracy (a fraction) on a split, the forward pass in ``precision``."""
+    log_probs = predict_log_probs(model, split.images, precision)
     return {
         "loss": F.nll_loss(log_probs, split.labels).item(),
         "accuracy": (log_probs.argmax(1) == split.labels).float().mean().item(),
@@ -196,12 +200,15 @@ def fit(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     init_weights: dict | None = None,
+    score_every_epoch: bool = True,
 ) -> FitResult:
     """Train ``config`` on ``train``; after each epoch evaluate on ``eval_split`` and checkpoint to
     ``run_dir``, from whose checkpoint of the same config it resumes.
 
     The loop is notebook 04's (a test proves both give the same history) plus a learning-rate
-    schedule, label smoothing and a progress bar. ``init_weights`` starts from trained weights."""
+    schedule, label smoothing and a progress bar. ``init_weights`` starts from trained weights.
+    The scoring is in the run's precision, after every epoch or, where only the trained model's
+    score matters, after the last."""
     device = device if isinstance(device, torch.device) else select_device(device)
     if config.precision not in ("float32", "bfloat16"):
         raise ValueError(f"unknown precision {config.precision!r}: use float32 or bfloat16")
@@ -220,8 +227,8 @@ def fit(
             train_loss = train_epoch(model, opt, sched, train, g, config, bar)
         seconds, lr = time.perf_counter() - start, opt.param_groups[0]["lr"]
         row = {"epoch": epoch, "train_loss": train_loss, "epoch_seconds": seconds, "lr": lr}
-        if eval_split is not None:
-            scores = evaluate(model, eval_split)
+        if eval_split is not None and (score_every_epoch or epoch == config.epochs):
+            scores = evaluate(model, eval_split, config.precision)
             row |= {f"{eval_name}_{k}": v for k, v in scores.items()}
         history.append(row)
         if progress:

@@ -321,3 +321,26 @@ def learning_rates(rates: list[float], steps_per_epoch: int, title: str) -> plt.
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def speed_steps(table, subtitle: str) -> plt.Figure:
+    """Seconds per epoch after each change of notebook 09 (log axis), from the stock pipeline down,
+    each bar labelled with its speed-up over the step before."""
+    names = ["stock pipeline", *table["change"]]
+    seconds = [table["before (s/epoch)"].iloc[0], *table["after (s/epoch)"]]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.2))
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, seconds, color=["C7", *["C0"] * (len(names) - 1)])
+    for yi, s, up in zip(y, seconds, [None, *table["speed-up"]]):
+        label = f"{s:.2g} s" + ("" if up is None else f"  ({up:.2f}×)")
+        ax.text(s * 1.05, yi, label, va="center", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_yticks(y, names, fontsize=9)
+    ax.set(
+        xlabel="seconds per 60,000-image epoch (log scale)",
+        title=f"Speed, change by change ({subtitle})",
+    )
+    ax.set_xlim(min(seconds) / 2, max(seconds) * 4)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig

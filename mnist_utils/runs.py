@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from . import checkpoints, edits, errors, paths
 from .config import RunConfig
@@ -197,7 +197,7 @@ def train_run(
 def score(config: RunConfig, profile: str, model, history: list[dict], data: RunData) -> dict:
     """A finished run's metrics entry: its test images scored once, its validation accuracy, time
     and setting."""
-    test = evaluate(model, data.test)
+    test = evaluate(model, data.test, config.precision)
     entry = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
@@ -225,6 +225,66 @@ def record_run(config: RunConfig, profile: str, model, history: list[dict], data
     write_json(paths.run_dir(config.name, profile) / "history.json", history)
     record_metrics(config.name, entry)
     return entry
+
+
+class LessonRun:
+    """Notebook 04's run behind one ``with``: the run folder of the code's fingerprint (an edited
+    run trains afresh, the earlier one kept as ``<name>@<digest>``), locked against a second run in
+    the same folder; resumed from its checkpoint; a checkpoint after every epoch; scored and
+    recorded at the end. ``for epoch in run.epochs()`` runs the epochs not done yet."""
+
+    def __init__(self, config, profile, model, optimizer, g, code, data: RunData):
+        self.config, self.profile, self.data = config, profile, data
+        self.model, self.optimizer, self.g = model, optimizer, g
+        self.print = edits.fingerprint(config, model, optimizer, code)
+        self.digest, self.history, self.entry = edits.digest(self.print), [], None
+        lock = paths.profile_dir(profile) / f".{config.name}.lock"
+        check_writable(lock.parent)
+        self.lock = FileLock(lock, timeout=0)
+
+    def __enter__(self) -> LessonRun:
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise ArtifactError(
+                f"another run of {self.config.name!r} is training in {self.lock.lock_file.parent} "
+                "right now; wait for it to finish, or train elsewhere with "
+                "`MNIST_ARTIFACTS_DIR=/some/dir`."
+            ) from None
+        try:
+            self.checkpoint = (
+                edits.run_folder(self.config, self.profile, self.print) / "checkpoint.pt"
+            )
+            self.history = checkpoints.resume(
+                self.checkpoint, self.config, self.model, self.optimizer, self.g
+            )
+        except BaseException:
+            self.lock.release()
+            raise
+        done = f"{len(self.history)}/{self.config.epochs} epochs"  # "0/1 epochs": read as a ratio
+        print(f"run {self.config.name}, fingerprint {self.digest}: {done} done before", flush=True)
+        return self
+
+    def epochs(self) -> range:
+        """The epochs still to train."""
+        return range(len(self.history) + 1, self.config.epochs + 1)
+
+    def save(self, row: dict) -> None:
+        """Add an epoch's row to the history and checkpoint the run."""
+        self.history.append(row)
+        state = checkpoints.training_state(
+            self.config, self.history, self.model, self.optimizer, self.g
+        )
+        checkpoints.save(self.checkpoint, state)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if kind is None:
+                self.entry = record_run(
+                    self.config, self.profile, self.model, self.history, self.data
+                )
+        finally:
+            self.lock.release()
 
 
 def history(name: str, profile: str) -> list[dict]:

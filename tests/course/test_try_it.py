@@ -202,8 +202,8 @@ def test_08_a_small_seven_in_a_corner_reads_alike_with_a_thicker_stroke(tmp_path
 def test_06_a_variant_of_your_own_trains_alone_and_gets_its_row(tmp_path):
     text = prompts("06_experiments.ipynb")
     mine = (
-        'variants.append(experiments.Variant("lr_3e-3", "improvement", '
-        '"Adam at lr 3e-3", {"lr": 3e-3}))'
+        'variants.append(experiments.Variant("lr_5e-4", "improvement", '
+        '"Adam at lr 5e-4", {"lr": 5e-4}))'
     )
     assert mine in text and "`alpha=0.05` in `verdict` to 0.01" in text
     results = "results = {v.name: experiments.run_variant("
@@ -214,10 +214,10 @@ def test_06_a_variant_of_your_own_trains_alone_and_gets_its_row(tmp_path):
         [(results, mine + "\n" + results), ("alpha=0.05", "alpha=0.01")],
     )
     study = json.loads((tmp_path / "artifacts/runs/quick/experiments.json").read_text())
-    row = next(r for r in study["rows"] if r["variant"] == "lr_3e-3")
+    row = next(r for r in study["rows"] if r["variant"] == "lr_5e-4")
     assert row["group"] == "improvement" and row["seeds"] == len(study["seeds"])
     metrics = json.loads((tmp_path / "artifacts/runs/quick/metrics.json").read_text())
-    assert metrics["lr_3e-3-seed0"]["config"]["lr"] == 3e-3, "trained with the rate it names"
+    assert metrics["lr_5e-4-seed0"]["config"]["lr"] == 5e-4, "trained with the rate it names"
     assert all(r["verdict"] not in ("better", "worse") or r["p_holm"] < 0.01 for r in study["rows"])
 
 
