@@ -25,11 +25,8 @@ class ImageError(errors.MnistError):
     """An image cannot be read, or holds no digit: the message names the problem and the fix."""
 
 
-def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
-    """Open and fully decode an image file (EXIF rotation applied), refusing huge ones before
-    decoding."""
-    name, path = os.fspath(path), Path(path)
-    cap = MAX_PIXELS if max_pixels is None else max_pixels
+def _check_file(path: Path, name: str) -> None:
+    """Refuse a path that is no readable regular file, naming why."""
     try:
         path.stat()
     except OSError as exc:
@@ -45,29 +42,68 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
         raise ImageError(f"{name}: {problem}; check the path.") from exc
     if not path.is_file():
         raise ImageError(f"{name}: not a regular file (a folder?); pass image files.")
+
+
+def jpeg_intact(path: Path) -> bool:
+    """Whether a JPEG's header segments are whole: each a marker (0xFF, a code) and a length that
+    lands on the next, up to the image data (Pillow decodes a damaged header into colour noise)."""
+    data, at = path.read_bytes(), 2
+    if data[:2] != b"\xff\xd8":
+        return False
+    while at + 4 <= len(data):
+        marker, length = data[at : at + 2], int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker[0] != 0xFF or marker[1] in (0x00, 0xFF) or length < 2:
+            return False
+        if marker[1] == 0xDA:  # start of scan: the compressed image data follows
+            return True
+        at += 2 + length
+    return False
+
+
+def _capped(image: Image.Image, name: str, cap: int) -> int:
+    """The frames to read (at most MAX_FRAMES), each checked against the pixel cap before it is
+    decoded: a small first page must not let a huge second one through."""
+    frames = min(getattr(image, "n_frames", 1), MAX_FRAMES)
+    for k in range(frames):
+        image.seek(k)
+        width, height = image.size
+        if width * height > cap:
+            where = f" (frame {k + 1})" if frames > 1 else ""
+            raise ImageError(
+                f"{name}: image{where} is {width}×{height} = {width * height / 1e6:.1f} "
+                f"megapixels, over the {cap / 1e6:g}-megapixel limit; shrink or crop it around "
+                "the digit first."
+            )
+    image.seek(0)
+    return frames
+
+
+def _best_frame(image: Image.Image, frames: int) -> None:
+    """Seek an animated GIF or multi-page TIFF to the frame with the most contrast: the digit."""
+    if frames > 1:
+        spread = [
+            np.nanstd(to_gray(frame)) for frame in islice(ImageSequence.Iterator(image), frames)
+        ]
+        best = int(np.argmax(spread))
+        image.seek(best)
+        image.info["frame"] = f"frame {best + 1} of {image.n_frames}"
+
+
+def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image file (EXIF rotation applied), refusing huge frames before
+    they are decoded and damaged JPEG headers."""
+    name, path = os.fspath(path), Path(path)
+    cap = MAX_PIXELS if max_pixels is None else max_pixels
+    _check_file(path, name)
     try:
         with warnings.catch_warnings():
-            # our own cap below is stricter
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap is stricter
             with Image.open(path) as image:
-                width, height = image.size
-                if width * height > cap:
-                    raise ImageError(
-                        f"{name}: image is {width}×{height} = {width * height / 1e6:.1f} "
-                        f"megapixels, over the {cap / 1e6:g}-megapixel limit; shrink or crop it "
-                        "around the digit first."
-                    )
+                if image.format == "JPEG" and not jpeg_intact(path):
+                    raise ImageError(f"{name}: a damaged JPEG (its header is broken); re-save it.")
+                frames = _capped(image, name, cap)
                 image.load()
-                frames = getattr(image, "n_frames", 1)
-                # animated GIF, multi-page TIFF: the frame with the most contrast holds the digit
-                if frames > 1:
-                    spread = [
-                        np.nanstd(to_gray(frame))
-                        for frame in islice(ImageSequence.Iterator(image), MAX_FRAMES)
-                    ]
-                    best = int(np.argmax(spread))
-                    image.seek(best)
-                    image.info["frame"] = f"frame {best + 1} of {frames}"
+                _best_frame(image, frames)
                 return ImageOps.exif_transpose(image)
     except ImageError:
         raise
@@ -79,10 +115,10 @@ def load_image(path: Path | str, max_pixels: int | None = None) -> Image.Image:
         raise ImageError(
             f"{name}: refused as a decompression bomb ({exc}); shrink the image first."
         ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        problem = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ImageError(
-            f"{name}: cannot read the image ({type(exc).__name__}: {exc}); is the file truncated "
-            "or damaged?"
+            f"{name}: cannot read the image ({problem}); is the file truncated or damaged?"
         ) from exc
 
 
@@ -102,8 +138,8 @@ def _alpha_composite(rgba: np.ndarray) -> np.ndarray:
 
 def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
     """16/32-bit or float pixels → [0, 1] in absolute terms, so a blank page's noise stays faint:
-    integers by the smallest full scale 2**k - 1 (k = 8…16, 24, 32) that holds them (12-bit data in
-    a 16-bit file works), floats as they are when within [0, 1]; other data by its own min..max. NaN
+    integers by the smallest full scale 2**k - 1 (k = 8…32) that holds them (12-bit data in a
+    16-bit file works), floats as they are when within [0, 1]; other data by its own min..max. NaN
     and ±Inf pixels stay NaN (background)."""
     values = values.astype(np.float64)
     finite = np.isfinite(values)
@@ -111,7 +147,7 @@ def _real_range(values: np.ndarray, integer: bool) -> np.ndarray:
         (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
     )
     if low >= 0 and (high <= 1 or integer):
-        scales = (2.0**k - 1 for k in (*range(8, 17), 24, 32) if high <= 2**k - 1)
+        scales = (2.0**k - 1 for k in range(8, 33) if high <= 2**k - 1)
         top = next(scales, high) if integer else 1.0
         return np.where(finite, values / top, np.nan)
     return np.where(finite, (values - low) / (high - low) if high > low else 0.0, np.nan)

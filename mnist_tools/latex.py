@@ -39,7 +39,7 @@ LATEX_SPECIALS = str.maketrans(
         "×": r"$\times$",
         "±": r"$\pm$",
         "≈": r"$\approx$",
-        "−": r"\textminus{}",
+        "−": r"\ensuremath{-}",
         "°": r"\textdegree{}",
         "µ": r"$\mu$",
         "μ": r"$\mu$",
@@ -65,13 +65,14 @@ class Raw(str):
 
 def latex(value: object) -> str:
     """Any template value as LaTeX that prints it literally (``--`` for None): text escaped, a
-    hyphen before a digit as a minus sign; numbers and :class:`Raw` as they are."""
+    hyphen before a digit as a minus sign (in text or math); numbers and :class:`Raw` as they
+    are."""
     if value is None:
         return "--"
     if isinstance(value, Raw) or (isinstance(value, int | float) and not isinstance(value, bool)):
         return str(value)
     text = str(value).translate(LATEX_SPECIALS)
-    text = re.sub(r"(?<![\w.])-(?=\d)", r"\\textminus{}", text)
+    text = re.sub(r"(?<![\w.])-(?=\d)", r"\\ensuremath{-}", text)
     return re.sub(r"[^\x00-\xff]", "?", text)  # no font has the rest
 
 
@@ -86,6 +87,11 @@ def plural(count: int, word: str, words: str | None = None) -> str:
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(f"a count must be an integer, not {count!r}")
     return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+def p_value(p: float) -> Raw:
+    """A p-value with two significant digits, or ``< 0.001`` (for math mode)."""
+    return Raw("< 0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def url(value: str) -> str:
@@ -104,10 +110,12 @@ class _Tracing(jinja2.Environment):
     read: Path | None = None
 
     def getattr(self, obj, attribute):
+        """``obj.attribute``, noting the artifact ``obj`` came from."""
         self.read = getattr(obj, "_source", self.read)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj, argument):
+        """``obj[argument]``, noting the artifact ``obj`` came from."""
         self.read = getattr(obj, "_source", self.read)
         return super().getitem(obj, argument)
 
@@ -134,6 +142,7 @@ def environment(folder: Path) -> _Tracing:
         pct=lambda x, decimals=2: fixed(x, decimals, 100),
         signed=lambda x, decimals=2, scale=1: fixed(x, decimals, scale, "+"),
         plural=plural,
+        p=p_value,
         url=url,
         layer=layer,
     )

@@ -352,6 +352,9 @@ def preprocess_array(gray: np.ndarray) -> torch.Tensor:
         raise ImageError("image has zero size; it holds no digit.")
     if gray.ndim != 2:
         raise ImageError(f"expected a 2-D grayscale array, got shape {gray.shape}.")
+    for ink in (gray, 1.0 - gray):  # a digit already in MNIST's format is read as it is
+        if np.isfinite(ink).all() and digits.in_mnist_format(ink):
+            return torch.from_numpy(np.rint(ink * 255.0).clip(0, 255).astype(np.uint8))
     if min(gray.shape) < MIN_SIDE or max(gray.shape) < MIN_LONG_SIDE:
         size = f"{gray.shape[1]}×{gray.shape[0]}"
         raise ImageError(

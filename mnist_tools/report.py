@@ -219,8 +219,9 @@ def provenance(path: Path, fix: str) -> dict | None:
 
 def design() -> dict:
     """The study's fixed choices, read from the code (they are not results of a run): the regime
-    of verdicts, the seed report's accuracy, the augmentation ranges, the default budget."""
+    of verdicts, the seed report's accuracy, the augmentation ranges, the budgets."""
     from mnist_utils.augment import REFERENCE_SPEC, AugmentSpec
+    from mnist_utils.config import RunConfig
     from mnist_utils.experiments import PLANS, REGIME, SEED_REPORT_ACCURACY
 
     return {
@@ -230,6 +231,7 @@ def design() -> dict:
         "degrees": REFERENCE_SPEC.degrees,
         "shift": REFERENCE_SPEC.shift,
         "default_epochs": PLANS["default"].epochs,
+        "reference_epochs": RunConfig().epochs,
     }
 
 

@@ -22,12 +22,18 @@ CLAIMS = (
 """(claim, the arm that isolates it, +1 "would help" or 0 "changes little")."""
 
 
+def plural(n: int, word: str) -> str:
+    """``3 seeds``, ``1 epoch``."""
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def measured(r: dict) -> str:
     """An arm's difference from its control, with its 95 % interval and Holm-corrected p."""
     interval = f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    budget = f"{plural(r['seeds'], 'seed')}, {plural(r['epochs'], 'epoch')}"
     return (
         f"{r['variant']} − {r['control']}: {r['difference']:+.2f} points {interval}, "
-        f"Holm p = {r['p_holm']:.2g} ({r['seeds']} seeds, {r['epochs']} epochs)"
+        f"Holm-corrected p = {r['p_holm']:.2g} ({budget})"
     )
 
 
@@ -77,8 +83,9 @@ def reproduction(reference: dict) -> dict:
         half = stats.t.ppf(0.975, len(test) - 1) * stats.tstd(test) / math.sqrt(len(test))
     low, high = mean - half, mean + half
     claim = f"{SEED_REPORT_ACCURACY:.2f} % test accuracy with the recipe"
-    seeds, epochs = len(test), reference["epochs"]
-    found = f"reference arm: {mean:.2f} % [{low:.2f}, {high:.2f}], {seeds} seeds, {epochs} epochs"
+    budget = f"{plural(len(test), 'seed')}, {plural(reference['epochs'], 'epoch')}"
+    interval = "" if math.isnan(half) else f" [{low:.2f}, {high:.2f}]"
+    found = f"reference arm: {mean:.2f} %{interval}, {budget}"
     if math.isnan(half):
         finding = "cannot tell: needs 2 seeds or more"
     elif low >= SEED_REPORT_ACCURACY:

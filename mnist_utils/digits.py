@@ -53,6 +53,18 @@ def place_centred(patch: np.ndarray) -> np.ndarray:
     return field
 
 
+def in_mnist_format(ink: np.ndarray) -> bool:
+    """Whether ink [H, W] in [0, 1] is already a digit in MNIST's format (an MNIST digit saved as an
+    image): 28×28, most pixels exactly paper, the ink within a 20×20 box, centred by mass (to 1.5
+    pixels). Normalising it again would blur it."""
+    if ink.shape != (SIDE, SIDE) or np.median(ink) > 0 or not (ink > 0).any():
+        return False
+    rows, cols = bounds(ink > 0)
+    if rows.stop - rows.start > BOX or cols.stop - cols.start > BOX:
+        return False
+    return bool(np.abs(np.array(ndimage.center_of_mass(ink)) - (SIDE - 1) / 2).max() <= 1.5)
+
+
 def normalise(ink: np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:
     """Ink [H, W] in [0, 1] (bright on black) → uint8 [28, 28] as in MNIST: cropped to the pixels
     of ``mask`` (default: those with ink), fitted into 20×20, centred by mass."""

@@ -69,6 +69,11 @@ def run_folder(config: RunConfig, profile: str, print_: dict) -> Path:
     run of this fingerprint kept that way earlier is moved back, so undoing an edit reuses its
     run."""
     folder, key = paths.run_dir(config.name, profile), digest(print_)
+    if folder.exists() and not folder.is_dir():
+        raise errors.MnistError(
+            f"{folder} is a file, not a run folder; move it aside (`mv {folder} {folder}.bad`) and "
+            "run the notebook again."
+        )
     present = stored_digest(folder)
     holds_a_run = present is not None or (folder / paths.CHECKPOINT).exists()
     if present != key and folder.exists() and holds_a_run:

@@ -30,25 +30,26 @@ class DeviceError(errors.MnistError):
 
 
 def select_device(preference: str | None = None) -> torch.device:
-    """``preference`` or ``$MNIST_DEVICE`` if given, else this machine's accelerator (CUDA, MPS,
-    ...), else the CPU."""
+    """``preference`` or ``$MNIST_DEVICE`` if given (cpu, cuda, cuda:N or mps), else this machine's
+    accelerator (CUDA, MPS), else the CPU."""
     preference = preference or os.environ.get("MNIST_DEVICE") or None
-    if preference:
-        try:
-            device = torch.device(preference)
-        except RuntimeError:
-            raise DeviceError(
-                f"unknown device {preference!r} (MNIST_DEVICE): use cpu, cuda, cuda:N or mps, or "
-                "unset MNIST_DEVICE to pick the best one."
-            ) from None
-        checks = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-        if not checks.get(device.type, lambda: True)():
-            raise DeviceError(
-                f"device {preference!r} (MNIST_DEVICE) is not available on this machine: use cpu, "
-                "or unset MNIST_DEVICE to pick the best one."
-            )
-        return device
-    return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
+    if not preference:
+        return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
+    fix = "use cpu, cuda, cuda:N or mps, or unset MNIST_DEVICE to pick the best one"
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {preference!r} (MNIST_DEVICE): {fix}.") from None
+    checks = {
+        "cpu": lambda: True,
+        "cuda": torch.cuda.is_available,
+        "mps": torch.backends.mps.is_available,
+    }
+    if device.type not in checks:
+        raise DeviceError(f"device {preference!r} (MNIST_DEVICE) cannot train this course: {fix}.")
+    if not checks[device.type]():
+        raise DeviceError(f"device {preference!r} (MNIST_DEVICE) is not on this machine: {fix}.")
+    return device
 
 
 def show_progress() -> bool:

@@ -15,9 +15,16 @@ from . import paths
 AXIS_LABELS = {
     "rotation": "rotation angle (degrees)",
     "shift": "translation (pixels)",
-    "noise": "Gaussian noise σ (pixel units, 0–1)",
+    "noise": "Gaussian noise σ (pixels in 0–1)",
 }
 """The x-axis label of each perturbation of notebook 07's robustness figure."""
+TEXT_WIDTH = 6.0
+"""Inches: the report prints a figure at its natural size up to its text width (6.3 in), so a
+figure of the report is drawn at most this wide, and its text prints at the size drawn."""
+SMALL = 8
+"""Points: the smallest text a figure of the report draws (printed at 7 pt or more)."""
+CHAR = 0.6 * SMALL / 72
+"""Inches: about the width of one character at :data:`SMALL` (DejaVu Sans)."""
 
 
 def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
@@ -30,41 +37,57 @@ def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
 
 
 def image_grid(
-    images: torch.Tensor, titles: Sequence[str], ncols: int = 8, suptitle: str = ""
+    images: torch.Tensor, titles: Sequence[str], ncols: int | None = None, suptitle: str = ""
 ) -> plt.Figure:
-    """Show images [N, H, W] (or [N, 1, H, W]) in a grid, each with its title."""
-    images, nrows = images.squeeze(1), max(1, -(-len(images) // ncols))
-    lines = max(t.count("\n") + 1 for t in titles)
+    """Show images [N, H, W] (or [N, 1, H, W]) in a grid, each with its title, each column at least
+    as wide as its titles; ``ncols`` by default: as many (up to 8) as fit the report's width."""
+    images = images.squeeze(1)
+    lines = [t.split("\n") for t in titles] or [[""]]
+    column = max(0.7, max(len(line) for t in lines for line in t) * CHAR + 0.1)
+    if ncols is None:
+        ncols = max(1, min(8, len(images), int(TEXT_WIDTH // column)))
+        rows = max(1, -(-len(images) // ncols))
+        ncols = max(1, -(-len(images) // rows))  # balanced rows: 8 images in 6 columns → 4 + 4
+    nrows, size = max(1, -(-len(images) // ncols)), min(1.1, max(column, TEXT_WIDTH / ncols))
+    title = max(map(len, lines)) * SMALL * 1.4 / 72 + 0.05
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * 1.3, nrows * (1.4 + 0.2 * lines)), squeeze=False
+        nrows,
+        ncols,
+        figsize=(ncols * size, nrows * (size + title) + (0.3 if suptitle else 0)),
+        squeeze=False,
     )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
             ax.imshow(images[i].float().numpy(), cmap="gray")
-            ax.set_title(titles[i], fontsize=9)
-    fig.suptitle(suptitle)
-    fig.tight_layout()
+            ax.set_title(titles[i], fontsize=SMALL, pad=2)
+    top = 1 - 0.3 / fig.get_figheight() if suptitle else 1
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=SMALL + 2)
+    fig.tight_layout(
+        pad=0.3, h_pad=0.5 + 1.3 * max(map(len, lines)), w_pad=0.2, rect=(0, 0, 1, top)
+    )
     return fig
 
 
-def transform_rows(rows: dict[str, Sequence], size: float = 1.2) -> plt.Figure:
-    """One row of images per named transform (PIL images or tensors), the row's name on its left."""
-    names = list(rows)
+def transform_rows(rows: dict[str, Sequence], size: float = 0.9) -> plt.Figure:
+    """One row of images per named transform (PIL images or tensors), the row's name on its left;
+    images up to ``size`` inches, the whole at most the report's width."""
+    names = ["\n".join(textwrap.wrap(name, 18, break_long_words=False)) or name for name in rows]
     ncols = max(len(v) for v in rows.values())
+    label = max(len(line) for name in names for line in name.split("\n")) * CHAR + 0.2
+    image = min(size, (TEXT_WIDTH - label) / ncols)
     fig, axes = plt.subplots(
-        len(names), ncols, figsize=(ncols * size + 2.2, len(names) * size), squeeze=False
+        len(names), ncols, figsize=(label + ncols * image, len(names) * image), squeeze=False
     )
-    for r, name in enumerate(names):
+    for r, (name, images) in enumerate(zip(names, rows.values())):
         for c, ax in enumerate(axes[r]):
             ax.set(xticks=[], yticks=[])
             ax.spines[:].set_visible(False)
-            if c < len(rows[name]):
-                ax.imshow(np.asarray(rows[name][c], dtype=float).squeeze(), cmap="gray")
-        axes[r][0].set_ylabel(
-            "\n".join(textwrap.wrap(name, 30)), rotation=0, ha="right", va="center", fontsize=10
-        )
-    fig.tight_layout()
+            if c < len(images):
+                ax.imshow(np.asarray(images[c], dtype=float).squeeze(), cmap="gray")
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=SMALL)
+    fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.2)
     return fig
 
 
@@ -121,55 +144,61 @@ def pen_to_prediction(pad, ink, fitted, reading: dict) -> plt.Figure:
     return fig
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a logarithmic axis from ``low`` to ``high``: 1-2-5 steps when they give at
+    least four ticks, denser steps otherwise, so that a few labelled ticks always show."""
+    exponents = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for steps in ((1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):
+        values = (float(f"{m * 10.0**e:.3g}") for e in exponents for m in steps)
+        ticks = [v for v in values if low <= v <= high]
+        if len(ticks) >= 4:
+            break
+    return ticks
+
+
 def experiments(table: list[dict], notebook_reference: float | None, title: str) -> plt.Figure:
     """Test error (mean ± sd over seeds, log axis) per variant of notebook 6, each labelled with its
-    seeds and epochs; dashed lines for the study's reference arm and, when given, notebook 4's
-    10-epoch reference."""
+    seeds and epochs and coloured by its group; dashed lines for the study's reference arm and,
+    when given, notebook 4's model; the legend inside the axes."""
     import matplotlib.ticker as ticker
 
     colors = {"ablation": "C0", "improvement": "C2", "final": "C3"}
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(table) + 1.6))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH, 0.24 * len(table) + 1.3))
     y = np.arange(len(table))[::-1]
+    errors = []
     for yi, r in zip(y, table):
         sd = r["test_accuracy_sd"]
-        ax.errorbar(
-            100 - r["test_accuracy_mean"],
-            yi,
-            xerr=None if np.isnan(sd) else sd,
-            fmt="o",
-            capsize=3,
-            color=colors.get(r["group"], "k"),
-        )
+        sd = None if sd is None or np.isnan(sd) else sd
+        error = 100 - r["test_accuracy_mean"]
+        errors += [error - (sd or 0), error + (sd or 0)]
+        ax.errorbar(error, yi, xerr=sd, fmt="o", ms=4, capsize=2, color=colors.get(r["group"], "k"))
     arm = next(r for r in table if r["variant"] == "reference")
-    ax.axvline(
-        100 - arm["test_accuracy_mean"],
-        color="gray",
-        ls="--",
-        lw=1,
-        label=f"reference arm ({arm['epochs']} epochs)",
-    )
+    epochs = f"{arm['epochs']} epoch" + ("" if arm["epochs"] == 1 else "s")
+    lines = [(100 - arm["test_accuracy_mean"], "--", f"the study's reference arm ({epochs})")]
     if notebook_reference is not None:
-        ax.axvline(
-            100 - notebook_reference,
-            color="k",
-            ls=":",
-            lw=1.2,
-            label="notebook 4's reference (10 epochs)",
-        )
-    # errors from a quarter of a percent (best) to several percent (flips) stay readable
+        lines.append((100 - notebook_reference, ":", "notebook 4's model"))
+    for x, style, label in lines:
+        ax.axvline(x, color="k" if style == ":" else "gray", ls=style, lw=1, label=label)
+        errors.append(x)
+    low, high = max(min(errors), 0.05) / 1.25, max(errors) * 1.25
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(ticker.FixedLocator([0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50]))
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(ticker.FixedLocator(log_ticks(low, high)))
     ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_yticks(
-        y, [f"{r['variant']} (n={r['seeds']}, {r['epochs']} ep.)" for r in table], fontsize=9
-    )
-    ax.set(xlabel="test error (%) = 100 − accuracy; mean ± sd over seeds; log scale", title=title)
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.tick_params(labelsize=SMALL)
+    ax.set_yticks(y, [f"{r['variant']} (n = {r['seeds']}, {r['epochs']} ep.)" for r in table])
+    for label, r in zip(ax.get_yticklabels(), table):
+        label.set_color(colors.get(r["group"], "k"))
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_xlabel("test error (%) = 100 − accuracy, mean ± sd over seeds", fontsize=SMALL)
+    ax.set_title(title, fontsize=SMALL + 1)
     for group, color in colors.items():
-        ax.plot([], [], "o", color=color, label=group)
-    ax.grid(axis="x", which="both", alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=3)
-    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
+        if any(r["group"] == group for r in table):
+            ax.plot([], [], "o", ms=4, color=color, label=group)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=SMALL - 0.5, loc="best", framealpha=0.9)
+    fig.tight_layout(pad=0.3)
     return fig
 
 
@@ -191,45 +220,53 @@ def reliability_panel(top, bottom, name: str, r: dict, n_bins: int, min_count: i
             marker=marker,
             color=colour,
             lw=1.2,
-            ms=5,
+            ms=4,
             label=f"{label} (ECE {100 * ece:.2f} %)",
         )
         left = edges[:-1] + width * (0.275 + 0.45 * i)
         bottom.bar(left, count.numpy(), width=width * 0.45, color=colour, label=label)
-    top.set(xlim=(0, 1), ylim=(0, 1.02), title=f"{name}\nevaluated on {r['eval_split']}")
-    top.set_ylabel(f"accuracy in the bin (bins of ≥ {min_count} images)")
-    top.legend(fontsize=8, loc="upper left")
+    heading = "\n".join(textwrap.wrap(f"{name}, evaluated on {r['eval_split']}", 40))
+    top.set(xlim=(0, 1), ylim=(0, 1.02))
+    top.set_title(heading, fontsize=SMALL)
+    top.set_ylabel(f"accuracy in the bin\n(bins of ≥ {min_count} images)", fontsize=SMALL)
+    top.legend(fontsize=SMALL - 0.5, loc="upper left")
     top.grid(alpha=0.3)
-    bottom.set(yscale="log", xlabel=f"confidence, {n_bins} equal-width bins", ylabel="images")
+    bottom.set(yscale="log")
+    bottom.set_xlabel(f"confidence, {n_bins} equal-width bins", fontsize=SMALL)
+    bottom.set_ylabel("images", fontsize=SMALL)
     bottom.grid(alpha=0.3, axis="y")
-    bottom.legend(fontsize=8, loc="upper left")
+    for ax in (top, bottom):
+        ax.tick_params(labelsize=SMALL)
 
 
 def reliability_figure(
     results: dict[str, dict], n_bins: int = 15, min_count: int = 10
 ) -> plt.Figure:
     """Per model (its ``before``/``after`` bins (count, confidence, accuracy), ``temperature``,
-    ``ece_*``, ``eval_split``): reliability curves over counts per bin."""
+    ``ece_*``, ``eval_split``): reliability curves over counts per bin, the report's width."""
     fig, axes = plt.subplots(
         2,
         len(results),
-        figsize=(5.2 * len(results), 6.6),
+        figsize=(min(TEXT_WIDTH, 3.3 * len(results)), 4.6),
         squeeze=False,
         sharex="col",
-        gridspec_kw={"height_ratios": [3, 1.3]},
+        gridspec_kw={"height_ratios": [3, 1.2]},
     )
     for col, (name, r) in enumerate(results.items()):
         reliability_panel(axes[0][col], axes[1][col], name, r, n_bins, min_count)
-    fig.suptitle("Reliability: accuracy against confidence, before and after temperature scaling")
-    fig.tight_layout()
+    fig.suptitle(
+        "Reliability: accuracy against confidence, before and after temperature scaling",
+        fontsize=SMALL + 1,
+    )
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.2 / fig.get_figheight()))
     return fig
 
 
 def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
     """One panel per perturbation kind: accuracy (%) against its level, one line per model, chance
-    level dotted."""
+    level dotted; one legend above the panels, the report's width."""
     kinds = [k for k in AXIS_LABELS if any(k in c for c in curves.values())]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(TEXT_WIDTH, 2.7), squeeze=False, sharey=True)
     for ax, kind in zip(axes[0], kinds, strict=False):
         for i, (name, per_kind) in enumerate(curves.items()):
             rows = per_kind.get(kind, [])
@@ -237,18 +274,19 @@ def robustness_figure(curves: dict[str, dict[str, list[dict]]]) -> plt.Figure:
                 [r["level"] for r in rows],
                 [100 * r["accuracy"] for r in rows],
                 marker="os^"[i % 3],
+                ms=4,
                 label=name,
             )
         ax.axhline(10, ls=":", color="gray", lw=1, label="chance (10 %)")
-        ax.set(
-            xlabel=AXIS_LABELS[kind],
-            ylabel="test accuracy (%)",
-            ylim=(0, 101),
-            title=kind.capitalize(),
-        )
+        ax.set(ylim=(0, 101))
+        ax.set_xlabel("\n".join(textwrap.wrap(AXIS_LABELS[kind], 22)), fontsize=SMALL)
+        ax.set_title(kind.capitalize(), fontsize=SMALL + 1)
+        ax.tick_params(labelsize=SMALL)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    axes[0][0].set_ylabel("test accuracy (%)", fontsize=SMALL)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=SMALL, loc="upper center", ncol=len(labels), frameon=False)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.9))
     return fig
 
 
@@ -256,17 +294,15 @@ def saliency_row(axes, digit, t: int, p: int, confidence: float, magnitude, sign
     """One example on three axes: the digit, |∂ log p(pred)/∂x| and the signed
     ∂[log p(pred) − log p(true)]/∂x, each map scaled to its maximum and the strokes outlined."""
     axes[0].imshow(digit, cmap="gray", vmin=0, vmax=1)
-    axes[0].set_title(f"true {t}, predicted {p}\n(confidence {confidence:.2f})", fontsize=8)
+    axes[0].set_title(f"true {t} → {p}\n(confidence {confidence:.2f})", fontsize=SMALL - 0.5)
+    magnitude = (magnitude / magnitude.max().clamp_min(1e-12)).detach().numpy()
+    signed = (signed / signed.abs().max().clamp_min(1e-12)).detach().numpy()
     shown = (
-        axes[1].imshow(
-            magnitude / magnitude.max().clamp_min(1e-12), cmap="inferno", vmin=0, vmax=1
-        ),
-        axes[2].imshow(
-            signed / signed.abs().max().clamp_min(1e-12), cmap="RdBu_r", vmin=-1, vmax=1
-        ),
+        axes[1].imshow(magnitude, cmap="inferno", vmin=0, vmax=1),
+        axes[2].imshow(signed, cmap="RdBu_r", vmin=-1, vmax=1),
     )
-    axes[1].set_title(f"|∂ log p({p}) / ∂x|\nsensitivity of '{p}'", fontsize=8)
-    axes[2].set_title(f"∂ [log p({p}) − log p({t})] / ∂x\nred: brighter → more '{p}'", fontsize=8)
+    axes[1].set_title(rf"$|\partial \log p_{p} / \partial x|$", fontsize=SMALL)
+    axes[2].set_title(rf"$\partial \log (p_{p} / p_{t}) / \partial x$", fontsize=SMALL)
     for ax, outline in zip(axes[1:], ("cyan", "black")):
         ax.contour(digit, levels=[0.5], colors=outline, linewidths=0.6, alpha=0.8)
     return shown
@@ -274,11 +310,13 @@ def saliency_row(axes, digit, t: int, p: int, confidence: float, magnitude, sign
 
 def saliency_figure(images_u8, labels, pred, confidence, grad_pred, grad_log_odds, ncols: int = 2):
     """Per example: the digit, the magnitude and the signed log-odds of its input gradients
-    (:func:`saliency_row`), ``ncols`` examples to a row, with the two colour scales below."""
+    (:func:`saliency_row`), ``ncols`` examples to a row, with the two colour scales below; the
+    report's width."""
     n = len(images_u8)
     nrows = max(1, -(-n // ncols))
+    size = TEXT_WIDTH / (3 * ncols)
     fig, axes = plt.subplots(
-        nrows, 3 * ncols, figsize=(3 * ncols * 1.75, nrows * 2.2 + 0.9), squeeze=False
+        nrows, 3 * ncols, figsize=(TEXT_WIDTH, nrows * (size + 0.4) + 1.05), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -289,21 +327,27 @@ def saliency_figure(images_u8, labels, pred, confidence, grad_pred, grad_log_odd
         shown = saliency_row(
             axes[row][3 * col : 3 * col + 3], digit, t, p, c, grad_pred[i], grad_log_odds[i]
         )
-    fig.suptitle("Input gradients on the most confused pairs (each map scaled to its maximum)")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.suptitle(
+        "Input gradients on the most confused pairs (each map scaled to its maximum)",
+        fontsize=SMALL + 1,
+    )
+    height = fig.get_figheight()
+    fig.tight_layout(pad=0.2, h_pad=0.3, rect=(0, 0.8 / height, 1, 1 - 0.25 / height))
     if n:
         scales = (
-            (shown[0], 0.12, "relative |gradient| of the predicted class", [0, 0.5, 1]),
+            (shown[0], 0.06, "relative |gradient| of the predicted class", [0, 0.5, 1]),
             (
                 shown[1],
                 0.56,
-                "signed log-odds gradient: blue favours true, red predicted",
+                "signed log-odds gradient:\nblue favours the true class, red the predicted",
                 [-1, 0, 1],
             ),
         )
         for im, x0, label, ticks in scales:
-            cax = fig.add_axes((x0, 0.045, 0.32, 0.018))
-            fig.colorbar(im, cax=cax, orientation="horizontal", label=label, ticks=ticks)
+            cax = fig.add_axes((x0, 0.55 / height, 0.38, 0.1 / height))
+            bar = fig.colorbar(im, cax=cax, orientation="horizontal", ticks=ticks)
+            bar.set_label(label, fontsize=SMALL)
+            bar.ax.tick_params(labelsize=SMALL)
     return fig
 
 
@@ -325,22 +369,21 @@ def learning_rates(rates: list[float], steps_per_epoch: int, title: str) -> plt.
 
 def speed_steps(table, subtitle: str) -> plt.Figure:
     """Seconds per epoch after each change of notebook 09 (log axis), from the stock pipeline down,
-    each bar labelled with its speed-up over the step before."""
+    each bar labelled with its speed-up over the step before; the report's width."""
     names = ["stock pipeline", *table["change"]]
     seconds = [table["before (s/epoch)"].iloc[0], *table["after (s/epoch)"]]
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH, 0.3 * len(names) + 1.0))
     y = np.arange(len(names))[::-1]
     ax.barh(y, seconds, color=["C7", *["C0"] * (len(names) - 1)])
     for yi, s, up in zip(y, seconds, [None, *table["speed-up"]]):
         label = f"{s:.2g} s" + ("" if up is None else f"  ({up:.2f}×)")
-        ax.text(s * 1.05, yi, label, va="center", fontsize=9)
+        ax.text(s * 1.05, yi, label, va="center", fontsize=SMALL)
     ax.set_xscale("log")
-    ax.set_yticks(y, names, fontsize=9)
-    ax.set(
-        xlabel="seconds per 60,000-image epoch (log scale)",
-        title=f"Speed, change by change ({subtitle})",
-    )
+    ax.set_yticks(y, names, fontsize=SMALL)
+    ax.tick_params(axis="x", labelsize=SMALL)
+    ax.set_xlabel("seconds per 60,000-image epoch (log scale)", fontsize=SMALL)
+    ax.set_title(f"Speed, change by change ({subtitle})", fontsize=SMALL + 1)
     ax.set_xlim(min(seconds) / 2, max(seconds) * 4)
     ax.grid(axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(pad=0.3)
     return fig

@@ -246,10 +246,10 @@ class LessonRun:
         try:
             self.lock.acquire()
         except Timeout:
+            folder = Path(self.lock.lock_file).parent
             raise ArtifactError(
-                f"another run of {self.config.name!r} is training in {self.lock.lock_file.parent} "
-                "right now; wait for it to finish, or train elsewhere with "
-                "`MNIST_ARTIFACTS_DIR=/some/dir`."
+                f"another run of {self.config.name!r} is training in {folder} right now; wait for "
+                "it to finish, or train elsewhere with `MNIST_ARTIFACTS_DIR=/some/dir`."
             ) from None
         try:
             self.checkpoint = (

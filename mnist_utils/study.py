@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +31,10 @@ CONNECT_TIMEOUT_S = 10.0
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 """What a gRPC client sends first: the HTTP/2 preface and an empty SETTINGS frame."""
+
+PROBE_S = 20.0
+"""Seconds a child process may take to join the cluster at ``$RAY_ADDRESS`` before the study gives
+up on it."""
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in a run is not retried)."""
@@ -127,11 +132,31 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         )
 
 
+def probe_ray(address: str, timeout: float = PROBE_S) -> None:
+    """Join the cluster from a child process first: ``ray.init`` waits for minutes on a gRPC server
+    that is not Ray's, and only a process can be stopped."""
+    code = f"import ray; ray.init(address={address!r}, logging_level='ERROR'); ray.shutdown()"
+    fix = "point it at the cluster's head (`ray status` there prints its address) or unset it"
+    try:
+        subprocess.run(
+            [sys.executable, "-c", code], timeout=timeout, capture_output=True, check=True
+        )
+    except subprocess.TimeoutExpired:
+        raise StudyError(
+            f"RAY_ADDRESS={address} answers, but no Ray cluster let a driver join within "
+            f"{timeout:g} s; {fix}."
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise StudyError(f"RAY_ADDRESS={address}: Ray could not join it ({last}); {fix}.") from None
+
+
 def start_ray(address: str) -> ModuleType:
     """Connect to the Ray cluster at ``address`` (checked to answer first), or start a local Ray
     on the loopback only; its tasks run this very code with :data:`ALLOCATOR`."""
     if address:
         check_reachable(address)
+        probe_ray(address)
     else:  # read when ray is first imported
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray

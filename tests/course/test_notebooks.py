@@ -49,7 +49,7 @@ MUTATIONS = [
         "02_augmentation.ipynb",
         "return (rotate @ resized_crop @ translate)[:, :2]",
         "return (translate @ resized_crop @ rotate)[:, :2]",
-        "the toolbox composes the same matrices",
+        "the package composes the same matrices",
     ),
     (
         "02_augmentation.ipynb",

@@ -7,38 +7,10 @@ import ast
 import json
 import re
 
-import nbformat
 import pytest
-from conftest import execute_quick
-
-from mnist_utils import paths
+from notebook_edits import prompts, run
 
 pytestmark = pytest.mark.slow
-
-
-def prompts(notebook: str) -> str:
-    """The notebook's "Try it" section."""
-    cells = nbformat.read(paths.ROOT / "notebooks" / notebook, as_version=4).cells
-    return next(c.source for c in cells if c.cell_type == "markdown" and "## Try it" in c.source)
-
-
-def run(notebook: str, workdir, edits: list[tuple[str, str]] = ()) -> list[str]:
-    """Execute ``notebook`` with each (old, new) replacement made in the one code cell that has it;
-    return the printed text of its code cells."""
-    nb = nbformat.read(paths.ROOT / "notebooks" / notebook, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    for old, new in edits:
-        assert sum(old in c.source for c in code) == 1, (
-            f"{notebook}: {old!r} is not in one code cell"
-        )
-        for cell in code:
-            cell.source = cell.source.replace(old, new)
-    execute_quick(nb, workdir)
-    return [
-        "".join(o.get("text", "") for o in c.get("outputs", []))
-        for c in nb.cells
-        if c.cell_type == "code"
-    ]
 
 
 def reference_run(workdir) -> tuple[list[dict], str]:
@@ -90,7 +62,7 @@ def test_04_without_augmentation_the_training_loss_falls_below_the_augmented_run
 
 def off_by(printed: str, dtype: str) -> float:
     """How far the streaming mean computed with ``dtype`` sums is from the exact one (notebook 1's
-    last cell)."""
+    dtypes cell)."""
     return float(re.search(rf"torch\.{dtype} +mean \S+ \(off by (\S+)\)", printed)[1])
 
 
@@ -103,16 +75,20 @@ def test_01_bfloat16_sums_miss_the_mean_in_the_second_decimal_and_the_test_set_l
         and "Add `print(streaming_mean_std(test_ds))`" in text
     )
     dtypes = "dtypes = [torch.float64, torch.float32]"
-    # the end of the last cell
+    # the end of the dtypes loop
     last = '        f"std {s:.6f} (off by {abs(s - exact_std):.0e})"\n    )'
-    printed = run(
-        "01_data_exploration.ipynb",
-        tmp_path,
-        [
-            (dtypes, "dtypes = [torch.float64, torch.float32, torch.bfloat16]"),
-            (last, last + "\nprint(streaming_mean_std(test_ds))"),
-        ],
-    )[-1]
+    printed = next(
+        out
+        for out in run(
+            "01_data_exploration.ipynb",
+            tmp_path,
+            [
+                (dtypes, "dtypes = [torch.float64, torch.float32, torch.bfloat16]"),
+                (last, last + "\nprint(streaming_mean_std(test_ds))"),
+            ],
+        )
+        if "off by" in out
+    )
     assert off_by(printed, "float64") < 1e-6 and off_by(printed, "float32") < 1e-6
     assert 1e-3 < off_by(printed, "bfloat16") < 1e-2, "wrong in the second decimal, not the first"
     # the printed tuple

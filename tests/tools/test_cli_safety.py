@@ -274,3 +274,58 @@ def test_the_reaper_ends_what_a_killed_study_started(tmp_path):
     watcher.wait(timeout=10)
     running = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert children and not running
+
+
+@pytest.mark.slow
+def test_a_grpc_server_that_is_not_ray_fails_the_study_within_half_a_minute(tmp_path):
+    """An HTTP/2 server that answers the preface with a SETTINGS frame passes the socket check;
+    ``ray.init`` then waited for minutes on it. The study joins from a child process first."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                conn.recv(1024)
+                conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
+                threading.Thread(
+                    target=lambda c=conn: c.recv(65536) and time.sleep(60), daemon=True
+                ).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}", MNIST_ARTIFACTS_DIR=str(tmp_path))
+        command = [sys.executable, "-m", "mnist_tools", "train", "reference", "--profile", "quick"]
+        start = time.monotonic()
+        proc = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=90, cwd=ROOT
+        )
+    assert time.monotonic() - start < 30 + 15  # the probe's 20 s, and the start of two processes
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "no Ray cluster let a driver join" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_study_killed_while_ray_starts_leaves_no_ray_process(tmp_path, data_root):
+    """The reaper starts before the local Ray: a driver killed inside ``ray.init`` takes its servers
+    and agents with it."""
+    import psutil
+
+    env = {**os.environ, "MNIST_ARTIFACTS_DIR": str(tmp_path), "RAY_ADDRESS": ""}
+    command = [sys.executable, "-m", "mnist_tools", "train", "reference", "--profile", "quick"]
+    driver = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until Ray's first servers are up below the driver
+        below = psutil.Process(driver.pid).children(recursive=True)
+        if any("gcs_server" in " ".join(p.cmdline()) for p in below if p.is_running()):
+            break
+        time.sleep(0.2)
+    seen = [p for p in psutil.Process(driver.pid).children(recursive=True)]
+    driver.kill()
+    driver.wait(10)
+    gone, alive = psutil.wait_procs(seen, timeout=15)
+    assert not alive, [p.cmdline()[:2] for p in alive]
