@@ -235,6 +235,28 @@ def design() -> dict:
     }
 
 
+def check_current(ctx: dict, files: dict, metrics: dict, fix: str) -> None:
+    """Refuse notebook 07's results when they are of another model than notebook 04's run and
+    notebook 06's kept recipe (one re-run with an edit, the other not): the report would mix
+    models. Its accuracy at rotation 0 is the reference's test accuracy, computed alike."""
+    path, models = files["robustness"][0], ctx["robustness"].get("models", {})
+    curve = models.get(RUN, {}).get("rotation") or [{}]
+    at_zero = curve[0].get("accuracy")
+    if at_zero is None or not math.isclose(at_zero, metrics["test_accuracy"], abs_tol=1e-6):
+        raise ReportError(
+            f"{path} is of another {RUN!r} model than {files['metrics'][0]} (accuracy {at_zero} "
+            f"against {metrics['test_accuracy']}): re-run notebook 07 "
+            f"(or `{fix}`)."
+        )
+    kept = ctx["experiments"].get("final", {}).get("chosen")
+    others = set(models) - {RUN}
+    if kept is not None and others and others != {f"{kept}-seed0"}:
+        raise ReportError(
+            f"{path} analyses {', '.join(sorted(others))}, not the recipe notebook 06 kept "
+            f"({kept}): re-run notebooks/07_calibration_robustness.ipynb (or `{fix}`)."
+        )
+
+
 def context(
     profile: str = "default", artifacts: Path | None = None, figures: Path | None = None
 ) -> dict:
@@ -256,6 +278,7 @@ def context(
     ctx["provenance"] = provenance(artifacts / "runs" / profile / PROVENANCE, fix)
     metrics = _reference_entry(ctx, files, fix)
     _check_profile(ctx, files, profile, fix)
+    check_current(ctx, files, metrics, fix)
     extra = {"all_metrics": ctx["metrics"], "metrics": metrics, "design": design()}
     return ctx | extra | {"profile": profile}
 

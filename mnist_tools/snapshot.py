@@ -86,8 +86,8 @@ def check_executed(executed: Path) -> list[Path]:
     return found
 
 
-def stamp(sgemm_gflops: float) -> dict:
-    """Where and when the snapshot's outputs were made."""
+def stamp(sgemm_gflops: float, notebooks: list[Path]) -> dict:
+    """Where and when the snapshot was taken, and the commit each executed notebook ran at."""
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_name(),
@@ -95,21 +95,25 @@ def stamp(sgemm_gflops: float) -> dict:
         "sgemm_gflops": round(sgemm_gflops),
         "commit": commit(),
         "profile": PROFILE,
+        "notebooks": {nb.name: run_of(nb)["commit"] for nb in notebooks},
     }
 
 
 def index(info: dict, notebooks: list[Path]) -> str:
-    """``snapshot/README.md``: the stamp and a link to each notebook and the PDF."""
+    """``snapshot/README.md``: the stamp and a link to each notebook (with the commit it ran at)
+    and the PDF."""
     lines = [
         "# The course, executed",
         "",
-        f"Outputs of `make run-all` and `make report` (profile `{info['profile']}`), made "
-        f"{info['date']} at commit `{info['commit']}` on {info['cores']} cores of an {info['cpu']} "
-        f"(sgemm {info['sgemm_gflops']} GFLOP/s). `make snapshot` refreshes this folder.",
+        f"Outputs of `make run-all` and `make report` (profile `{info['profile']}`), copied here "
+        f"{info['date']} at commit `{info['commit']}` on {info['cores']} cores of an "
+        f"{info['cpu']} (sgemm {info['sgemm_gflops']} GFLOP/s). `make snapshot` refreshes this "
+        "folder; the report's front page names the commit and CPU of its runs.",
         "",
         "- [The report (PDF)](report.pdf)",
     ]
-    lines += [f"- [{nb.stem}]({nb.name})" for nb in notebooks]
+    ran = info.get("notebooks", {})
+    lines += [f"- [{nb.stem}]({nb.name}), run at `{ran.get(nb.name, '?')}`" for nb in notebooks]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +131,8 @@ def make_snapshot(
             f"the snapshot would be {size / 2**20:.1f} MB, over {MAX_BYTES / 2**20:.0f} MB: "
             f"make the figures smaller"
         )
-    info = stamp(statistics.median(sgemm_gflops() for _ in range(3)))  # as make bench does
+    sgemm = statistics.median(sgemm_gflops() for _ in range(3))  # as make bench does
+    info = stamp(sgemm, notebooks)
     staging = out.with_name(out.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

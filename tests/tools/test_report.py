@@ -402,18 +402,7 @@ def env(tmp_path, monkeypatch) -> tuple[Path, Path]:
         run / "calibration.json",
         {"n_bins": 15, "models": {"reference": fits, "improved_clean-seed0": improved}},
     )
-    points = {
-        kind: [{"level": lv, "accuracy": 0.99 - lv / 1000} for lv in (0, 30)]
-        for kind in ("rotation", "noise")
-    }
-    _write(
-        run / "robustness.json",
-        {
-            "test_images": 10000,
-            "models": {"reference": points},
-            "levels": {"rotation": [0, 30], "noise": [0, 30]},
-        },
-    )
+    _write(run / "robustness.json", _robustness(ACCURACY))
     _write(run / "speed.json", SPEED)
     _write(run / "provenance.json", _provenance("0fb1d0f"))
     for names in report.FIGURES.values():
@@ -631,6 +620,16 @@ def test_artifact_strings_are_escaped_in_the_latex(env):
     assert r"\textbackslash{}input\{/etc/hostname\}" in tex and r"\_\&\%\$\#" in tex
 
 
+def _robustness(accuracy: float) -> dict:
+    """notebook 07's curves of a reference model scoring ``accuracy`` on the clean test images."""
+    points = {
+        kind: [{"level": lv, "accuracy": accuracy - lv / 1000} for lv in (0, 30)]
+        for kind in ("rotation", "noise")
+    }
+    levels = {"rotation": [0, 30], "noise": [0, 30]}
+    return {"test_images": 10000, "models": {"reference": points}, "levels": levels}
+
+
 def _copy_profile(art: Path, rep: Path, profile: str, accuracy: float) -> None:
     """Make ``profile``'s artifacts and figures a copy of default's, its run at ``accuracy``."""
     shutil.copytree(art / "runs" / "default", art / "runs" / profile)
@@ -639,6 +638,7 @@ def _copy_profile(art: Path, rep: Path, profile: str, accuracy: float) -> None:
     metrics["reference"] |= {"profile": profile, "test_accuracy": accuracy}
     _write(art / "runs" / profile / "metrics.json", metrics)
     _write(art / "runs" / profile / "analysis.json", _analysis(accuracy, profile))
+    _write(art / "runs" / profile / "robustness.json", _robustness(accuracy))
     _write(art / "runs" / profile / "experiments.json", dict(_experiments(), profile=profile))
     for name in ("baselines", "speed"):
         artifact = json.loads((art / "runs" / profile / f"{name}.json").read_text())
@@ -1025,3 +1025,20 @@ def test_concurrent_builds_and_stale_latex_state_never_break_a_build(env, figure
         built = list(pool.map(lambda _: report.build(), range(2)))
     assert built == [report.pdf_path("default")] * 2 and report.build().read_bytes()[:5] == b"%PDF-"
     assert not list(rep.glob(".build-*"))  # no private build folder is left behind
+
+
+def test_notebook_7s_results_of_another_model_are_refused(env):
+    """Notebooks 04 and 05 re-run with an edit, 06 and 07 not: the report would print the new
+    model's accuracy beside the old model's calibration and robustness."""
+    art, _ = env
+    run = art / "runs" / "default"
+    _write(run / "robustness.json", _robustness(ACCURACY - 0.05))  # of the earlier model
+    with pytest.raises(report.ReportError, match="robustness.json is of another 'reference' model"):
+        report.render()
+    other = _robustness(ACCURACY)
+    other["models"]["improved-seed0"] = other["models"]["reference"]
+    _write(run / "robustness.json", other)
+    experiments = json.loads((run / "experiments.json").read_text())
+    if experiments.get("final", {}).get("chosen"):
+        with pytest.raises(report.ReportError, match="not the recipe notebook 06 kept"):
+            report.render()

@@ -35,6 +35,7 @@ def test_snapshot_is_stamped_small_and_has_the_report():
     assert sum(p.stat().st_size for p in snapshot.SNAPSHOT.iterdir()) <= snapshot.MAX_BYTES
     index = (snapshot.SNAPSHOT / "README.md").read_text()
     assert all(f"({nb.name})" in index for nb in NOTEBOOKS) and "(report.pdf)" in index
+    assert set(info["notebooks"]) == {nb.name for nb in NOTEBOOKS}, "each file's commit"
 
 
 def test_a_stale_or_foreign_run_is_refused(tmp_path):
@@ -52,4 +53,20 @@ def test_a_stale_or_foreign_run_is_refused(tmp_path):
     }
     (tmp_path / notebook.name).write_text(json.dumps(nb))
     with pytest.raises(snapshot.SnapshotError, match="profile 'quick'"):
+        snapshot.check_executed(tmp_path)
+
+
+def test_a_notebook_that_stopped_at_an_error_is_never_published(tmp_path):
+    for notebook in NOTEBOOKS:
+        nb = json.loads(notebook.read_text())
+        nb["metadata"]["papermill"] = {"parameters": {"profile": "default"}, "exception": None}
+        nb["metadata"]["mnist"] = {"commit": "abc1234"}
+        (tmp_path / notebook.name).write_text(json.dumps(nb))
+    found = snapshot.check_executed(tmp_path)
+    info = snapshot.stamp(100.0, found)
+    assert set(info["notebooks"].values()) == {"abc1234"}
+    assert "run at `abc1234`" in snapshot.index(info, found)
+    nb["metadata"]["papermill"]["exception"] = True  # papermill's flag: a cell raised
+    (tmp_path / notebook.name).write_text(json.dumps(nb))
+    with pytest.raises(snapshot.SnapshotError, match="stopped at an error"):
         snapshot.check_executed(tmp_path)
