@@ -35,10 +35,10 @@ def _profile(steps: int) -> dict:
     config = RunConfig(name="profile", precision="bfloat16", epochs=1)
     train = load_split(True).subset(64 * (steps + 20), seed=0)
     model, opt, sched, g = engine.new_run(config, steps + 20, torch.device("cpu"))
-    order, spec = torch.randperm(len(train), generator=g), augment.AugmentSpec.from_names(())
-    batches = list(
-        engine.augmented_batches(*train.images, train.labels, order, g, spec, config, "cpu")
-    )
+    order, spec = torch.randperm(len(train), generator=g), augment.AugmentSpec()  # the reference's
+    cpu = torch.device("cpu")
+    batches = engine.augmented_batches(train.images, train.labels, order, g, spec, config, cpu)
+    batches = list(batches)
     for x, y in batches[:20]:  # warm-up
         engine.train_step(model, opt, sched, x, y, config)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -238,7 +238,9 @@ def test_quick_profile_shrinks_the_run():
 def test_device_selection_honours_override(monkeypatch):
     monkeypatch.setenv("MNIST_DEVICE", "cpu")
     assert engine.select_device() == torch.device("cpu")
-    assert engine.select_device("meta") == torch.device("meta")
+    assert engine.select_device("cpu") == torch.device("cpu")
+    with pytest.raises(engine.DeviceError, match="cannot train this course"):
+        engine.select_device("meta")
 
 
 @pytest.mark.slow

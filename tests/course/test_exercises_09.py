@@ -32,4 +32,4 @@ def test_a_learned_first_layer_adds_624_parameters_and_batches_of_512_still_race
     out = printed(run(NB, tmp_path, [(SETTINGS, BIGGER), ("    whiten = Whiten()", LEARNED)]))
     assert parameters(out) == plain + 24 * 25 + 24
     speed = json.loads((tmp_path / "artifacts/runs/quick/speed.json").read_text())
-    assert 0.1 < speed["racer"]["accuracy"] <= 1 and re.search(r"one epoch on 2,000 images", out)
+    assert 0.1 < speed["racer"]["accuracy"] <= 1 and re.search(r"one epoch on 5,000 images", out)
