@@ -324,6 +324,21 @@ def pdf_path(profile: str) -> Path:
     return paths.report_dir() / ("report.pdf" if profile == "default" else f"report-{profile}.pdf")
 
 
+def prepare_build(work: Path, profile: str, tex: str) -> None:
+    """The build folder: figures, bibliography, LaTeX; a full disk is one line, not the list of
+    every file that failed to copy."""
+    try:
+        shutil.copytree(paths.figures_dir(profile), work / "figures")
+        shutil.copyfile(BIBLIOGRAPHY, work / BIBLIOGRAPHY.name)
+        (work / "main.tex").write_text(tex)
+    except (OSError, shutil.Error) as exc:
+        first = exc.args[0][0][2] if isinstance(exc, shutil.Error) and exc.args[0] else exc
+        raise ReportError(
+            f"cannot prepare the build in {work.parent} ({' '.join(str(first).split())}); free "
+            "some space there (or set MNIST_REPORT_DIR) and run it again; the previous PDF is kept."
+        ) from exc
+
+
 def build(profile: str = "default", strict: bool = True) -> Path:
     """Compile ``profile``'s report in a private folder; move the PDF in only when the build and its
     log check pass (a failed build keeps the previous PDF). A file lock serialises builds."""
@@ -334,9 +349,7 @@ def build(profile: str = "default", strict: bool = True) -> Path:
         tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp,
     ):
         work = Path(tmp)
-        shutil.copytree(paths.figures_dir(profile), work / "figures")
-        shutil.copyfile(BIBLIOGRAPHY, work / BIBLIOGRAPHY.name)
-        (work / "main.tex").write_text(tex)
+        prepare_build(work, profile, tex)
         log = pdf.with_suffix(".log")
         built = run_latexmk(work, Path("main.tex"), log)
         problems = latex_problems(log.read_text(errors="replace"))

@@ -27,6 +27,13 @@ def solutions(notebook: str) -> str:
     return section(notebook, "## Solutions")
 
 
+def unpublished(notebook: str, *codes: str) -> list[str]:
+    """The pieces of solution code a test applies that the notebook's Solutions section does not
+    show verbatim: the published solution must be the tested one."""
+    text = solutions(notebook)
+    return [code for code in codes if code not in text]
+
+
 def printed(outputs: list[str]) -> str:
     """Everything the executed code cells printed, ANSI colours removed."""
     return re.sub(r"\x1b\[[0-9;]*m", "", "".join(outputs))

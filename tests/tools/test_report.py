@@ -701,6 +701,16 @@ def test_a_wrong_type_in_an_artifact_is_one_line_naming_the_file(
     assert err.count("\n") == 1 and re.search(expect, err) and "make run-all" in err, err
 
 
+def _render_error(env, rel: str, content) -> str:
+    """The one-line error of rendering after ``rel`` (under the artifacts) is replaced by
+    ``content``."""
+    art, _ = env
+    _write(art / rel, content)
+    with pytest.raises(report.ReportError) as err:
+        report.render()
+    return str(err.value)
+
+
 @pytest.mark.parametrize(
     "rel, content, fix",
     [
@@ -713,10 +723,7 @@ def test_a_wrong_type_in_an_artifact_is_one_line_naming_the_file(
 )
 def test_a_malformed_artifact_is_named_not_only_the_template_line(env, rel, content, fix):
     art, _ = env
-    _write(art / rel, content)
-    with pytest.raises(report.ReportError) as err:
-        report.render()
-    message = str(err.value)
+    message = _render_error(env, rel, content)
     assert message.startswith(f"{art / rel} lacks what main.tex.j2 line"), message
     assert "\n" not in message and message.endswith(f"`{fix}`."), message
 
@@ -795,11 +802,7 @@ def test_malformed_json_names_the_file(env, rel):
     ],
 )
 def test_an_artifact_without_the_expected_keys_names_what_is_read(env, rel, content, names):
-    art, _ = env
-    _write(art / rel, content)
-    with pytest.raises(report.ReportError) as err:
-        report.render()
-    msg = str(err.value)
+    msg = _render_error(env, rel, content)
     assert "\n" not in msg and names in msg and "main.tex.j2 line" in msg and "make run-all" in msg
 
 
@@ -1042,3 +1045,15 @@ def test_notebook_7s_results_of_another_model_are_refused(env):
     if experiments.get("final", {}).get("chosen"):
         with pytest.raises(report.ReportError, match="not the recipe notebook 06 kept"):
             report.render()
+
+
+def test_a_full_disk_while_copying_figures_is_one_line(env, monkeypatch):
+    def full(src, dst, *args, **kwargs):
+        reason = "[Errno 28] No space left on device"
+        raise shutil.Error([(f"{src}/fig{k}.pdf", f"{dst}/fig{k}.pdf", reason) for k in range(40)])
+
+    monkeypatch.setattr(report.shutil, "copytree", full)
+    monkeypatch.setattr(report, "render", lambda profile: "tex")
+    with pytest.raises(report.ReportError, match="No space left on device.*free some space") as err:
+        report.build()
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
