@@ -164,8 +164,9 @@ def save_run(
 
 
 def fit_run(config: RunConfig, data: RunData, run_dir: Path, init: dict | None = None, **kw):
-    """Train ``config`` on ``data.train``, scored each epoch on its validation split (else the test
-    split), checkpointed in ``run_dir``; ``init``: the weights a fine-tune starts from."""
+    """Train ``config`` on ``data.train``, checkpointed in ``run_dir``, and score it after its last
+    epoch on its validation split (else the test split): the study reads no other score.
+    ``init``: the weights a fine-tune starts from."""
     eval_split, eval_name = (data.val, "val") if data.val is not None else (data.test, "test")
     return fit(
         config,
@@ -174,6 +175,7 @@ def fit_run(config: RunConfig, data: RunData, run_dir: Path, init: dict | None =
         eval_name=eval_name,
         run_dir=run_dir,
         init_weights=init,
+        score_every_epoch=False,
         **kw,
     )
 

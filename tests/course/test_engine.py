@@ -143,6 +143,12 @@ def test_training_learns_and_is_deterministic(train_split, test_split):
     ]
     assert a.history[-1]["test_accuracy"] > 0.7  # 640 images, 2 epochs: far above chance
     assert a.history[1]["train_loss"] < a.history[0]["train_loss"]
+    # scored after the last epoch alone (as the study's runs are): the same training and score
+    c = engine.fit(SMALL, train, test, device="cpu", progress=False, score_every_epoch=False)
+    assert "test_accuracy" not in c.history[0]
+    assert [{k: r[k] for k in keys} for r in c.history[1:]] == [
+        {k: r[k] for k in keys} for r in a.history[1:]
+    ]
 
 
 @pytest.mark.slow
