@@ -19,12 +19,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_utils import paths
 from mnist_utils.augment import REFERENCE_SPEC, augment_batch, reference_pipeline, to_unit
-from mnist_utils.config import RunConfig
+from mnist_utils.config import ALLOCATOR, RunConfig
 from mnist_utils.data import load_split, mnist_dataset
 from mnist_utils.engine import AUGMENT_IMAGES, autocast, evaluate, fit
 from mnist_utils.models import ReferenceCNN
 from mnist_utils.runs import write_json
-from mnist_utils.study import ALLOCATOR
 
 from . import race
 from .machine import gemm_gflops, in_two_processes, sgemm_gflops

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from mnist_utils import errors, paths
-from mnist_utils.config import PROFILES
-from mnist_utils.study import ALLOCATOR
+from mnist_utils.config import ALLOCATOR, PROFILES
 
 
 def course_notebook(name: str) -> Path:

@@ -10,15 +10,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from mnist_utils import paths
 
+if TYPE_CHECKING:  # torch is imported where a rate is measured: the notebook runner starts fast
+    import torch
 
-def gemm_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 20) -> float:
-    """The measured rate (GFLOP/s) of an n×n matrix product in ``dtype`` with the threads PyTorch
-    uses; float32 is the classic sgemm figure."""
+
+def gemm_gflops(dtype: torch.dtype | None = None, n: int = 1024, repeats: int = 20) -> float:
+    """The measured rate (GFLOP/s) of an n×n matrix product in ``dtype`` (float32, the classic
+    sgemm figure, by default) with the threads PyTorch uses."""
+    import torch
+
+    dtype = dtype or torch.float32
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     for _ in range(3):  # warm-up: kernels chosen, caches filled
         a @ b
@@ -30,7 +35,7 @@ def gemm_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int 
 
 def sgemm_gflops() -> float:
     """The float32 matrix-multiply rate (GFLOP/s)."""
-    return gemm_gflops(torch.float32)
+    return gemm_gflops()
 
 
 def cpu_name() -> str:

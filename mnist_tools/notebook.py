@@ -19,8 +19,7 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 
 from mnist_utils import paths
-from mnist_utils.config import PROFILES
-from mnist_utils.study import ALLOCATOR
+from mnist_utils.config import ALLOCATOR, PROFILES
 
 from .machine import commit, cpu_name
 

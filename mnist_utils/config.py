@@ -15,6 +15,10 @@ PROFILES = ("quick", "default", "full")
 REFERENCE_AUGMENT = ("rotate", "crop", "translate")
 """The three transforms of the reference recipe, in the order they are applied."""
 
+ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+"""``GLIBC_TUNABLES`` of every process that trains: glibc keeps freed blocks of up to 32 MB in its
+heap, so training steps reuse pages instead of mapping (and faulting) them afresh."""
+
 
 @dataclass(frozen=True)
 class RunConfig:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoints, engine, errors, paths, reaper, runs
-from .config import RunConfig
+from .config import ALLOCATOR, RunConfig
 from .data import load_split
 
 CONNECT_TIMEOUT_S = 10.0
@@ -38,11 +38,6 @@ up on it."""
 
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in a run is not retried)."""
-
-ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
-"""``GLIBC_TUNABLES`` of every process that trains: glibc keeps freed blocks of up to 32 MB in its
-heap, so training steps reuse pages instead of mapping (and faulting) them afresh."""
-
 
 class StudyError(errors.MnistError):
     """The study cannot start (e.g. the Ray cluster is unreachable)."""
