@@ -91,7 +91,7 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 
 def p_value(p: float) -> Raw:
     """A p-value with two significant digits, or ``< 0.001`` (for math mode)."""
-    return Raw("< 0.001" if p < 0.001 else f"{p:.2g}")
+    return Raw("< 0.001" if p < 0.001 else f"{p:#.2g}")  # 0.10, not 0.1: two digits each
 
 
 def url(value: str) -> str:

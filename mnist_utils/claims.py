@@ -33,7 +33,7 @@ def measured(r: dict) -> str:
     budget = f"{plural(r['seeds'], 'seed')}, {plural(r['epochs'], 'epoch')}"
     return (
         f"{r['variant']} − {r['control']}: {r['difference']:+.2f} points {interval}, "
-        f"Holm-corrected p = {r['p_holm']:.2g} ({budget})"
+        f"Holm-corrected p = {r['p_holm']:#.2g} ({budget})"
     )
 
 

@@ -39,6 +39,7 @@ up on it."""
 MAX_RETRIES = 3
 """How often Ray reruns a task whose worker process died (a real error in a run is not retried)."""
 
+
 class StudyError(errors.MnistError):
     """The study cannot start (e.g. the Ray cluster is unreachable)."""
 

@@ -46,6 +46,7 @@ def test_each_claim_reads_the_verdict_of_the_arm_that_isolates_it():
     assert found(report, "a learning-rate schedule")["finding"] == "supports"
     assert "onecycle − lr_3e-3" in found(report, "a learning-rate schedule")["measured"]
     assert found(report, "a third conv")["finding"].startswith("cannot tell: no difference")
+    assert "p = 0.40 (3 seeds, 6 epochs)" in found(report, "a third conv")["measured"]  # not 0.4
     assert found(report, "better augmentation would help: wider")["finding"] == "contradicts"
     for untrained in ("better augmentation would help: a more", "dropout", "flips"):
         assert found(report, untrained)["finding"] == "cannot tell: full profile only"

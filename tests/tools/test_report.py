@@ -860,6 +860,7 @@ def test_latex_prints_values_literally_with_real_minus_signs():
     with pytest.raises(TypeError):
         latex.plural(1.0, "epoch")
     assert latex.p_value(0.0004) == "< 0.001" and latex.p_value(0.0312) == "0.031"
+    assert latex.p_value(0.1) == "0.10" and latex.p_value(0.0058) == "0.0058"  # two digits each
     assert latex.layer(
         "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
     ) == ("MaxPool2d(kernel_size=2, stride=2)")
