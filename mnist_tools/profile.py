@@ -4,6 +4,7 @@ kernel by kernel (torch.profiler), grouped, beside the floor its FLOPs set."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -31,6 +32,7 @@ def _profile(steps: int) -> dict:
 
     from .bench import epoch_flops, one_thread_bf16_gflops
 
+    os.environ["KINETO_LOG_LEVEL"] = "6"  # this process's own: no profiler_start/stop chatter
     torch.set_num_threads(1)
     config = RunConfig(name="profile", precision="bfloat16", epochs=1)
     train = load_split(True).subset(64 * (steps + 20), seed=0)
