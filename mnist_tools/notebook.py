@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -27,10 +28,12 @@ EXECUTED = paths.ROOT / "executed"
 
 
 class EncryptedKernelManager(AsyncKernelManager):
-    """A kernel manager that gives every kernel CurveZMQ keys and the environment ``kernel_env``
-    on top of this process's own (which is left unchanged)."""
+    """A kernel manager that gives every kernel CurveZMQ keys, the environment ``kernel_env`` on
+    top of this process's own (which is left unchanged), and ``kernel_log`` as its stderr: the
+    kernel's own log lines (a traceback when Ctrl-C stops it mid-reply) stay off the terminal."""
 
     kernel_env: dict[str, str] = {}
+    kernel_log: IO | None = None
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("transport_encryption", "auto")
@@ -38,6 +41,8 @@ class EncryptedKernelManager(AsyncKernelManager):
 
     async def _async_pre_start_kernel(self, **kw):
         kw["env"] = {**os.environ, **kw.get("env", {}), **self.kernel_env}
+        if self.kernel_log is not None:
+            kw.setdefault("stderr", self.kernel_log)
         return await super()._async_pre_start_kernel(**kw)
 
 
@@ -64,21 +69,30 @@ def execute(
 
     out = executed_copy(notebook, profile, out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    manager = type("KernelManager", (EncryptedKernelManager,), {"kernel_env": kernel_env(profile)})
-    code = commit()
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(out),
-            parameters={"profile": profile},
-            kernel_name=kernel,
-            cwd=str(notebook.parent),
-            progress_bar=False,
-            kernel_manager_class=manager,
-        )
-    finally:
-        stamp(out, code)
+    code, log_path = commit(), kernel_log_path(out)
+    with log_path.open("w") as log:
+        settings = {"kernel_env": kernel_env(profile), "kernel_log": log}
+        manager = type("KernelManager", (EncryptedKernelManager,), settings)
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(out),
+                parameters={"profile": profile},
+                kernel_name=kernel,
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                kernel_manager_class=manager,
+            )
+        finally:
+            stamp(out, code)
+            if log_path.stat().st_size == 0:  # a quiet kernel leaves no log
+                log_path.unlink()
     return out
+
+
+def kernel_log_path(copy: Path) -> Path:
+    """Where the kernel that runs an executed copy writes its own log (its stderr)."""
+    return copy.with_suffix(".kernel.log")
 
 
 def stamp(copy: Path, code: str) -> None:
@@ -131,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         execute(args.notebook, args.profile, args.kernel, args.out)
     except Exception as exc:  # a failed cell: its error line, and where its traceback is
         copy = executed_copy(args.notebook, args.profile, args.out)
+        log = kernel_log_path(copy)
         where = f" (the whole traceback: {copy})" if copy.is_file() else ""
+        if not where and log.is_file() and log.stat().st_size:
+            where = f" (the kernel's log: {log})"
         print(
             f"FAILED in {args.notebook.name} (profile {args.profile}): "
             f"{last_error_line(exc)}{where}",

@@ -329,3 +329,36 @@ def test_a_study_killed_while_ray_starts_leaves_no_ray_process(tmp_path, data_ro
     driver.wait(10)
     gone, alive = psutil.wait_procs(seen, timeout=15)
     assert not alive, [p.cmdline()[:2] for p in alive]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_notebook_runs_is_one_line_and_leaves_no_kernel(tmp_path, data_root):
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground group: the runner `make nb/...`
+    calls, and the kernel it started. One line, no traceback, and no kernel left running."""
+    import psutil
+
+    env = {**os.environ, "MNIST_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    notebook = ROOT / "notebooks" / "01_data_exploration.ipynb"
+    command = [sys.executable, "-m", "mnist_tools", "notebook", str(notebook), "--profile"]
+    runner = subprocess.Popen(
+        [*command, "quick", "--out", str(tmp_path / "executed")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job has
+    )
+    deadline, kernels = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not kernels:  # until the kernel runs the notebook
+        below = psutil.Process(runner.pid).children(recursive=True)
+        kernels = [p for p in below if "ipykernel" in " ".join(p.cmdline())]
+        time.sleep(0.2)
+    assert kernels, "no kernel started within a minute"
+    time.sleep(3)  # inside a cell
+    os.killpg(runner.pid, signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode != 0 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    gone, alive = psutil.wait_procs(kernels, timeout=15)
+    assert not alive, [p.cmdline()[:3] for p in alive]
