@@ -545,6 +545,11 @@ def test_bench_json_adds_its_subsection(env, figure_pdf):
     assert "costs 1.50 TFLOP" in flat and "4.5 s at the sgemm rate" in flat
     assert re.search(r"engine, float32 \(notebook 04\) 10\.1 10\.5 12\.0", text)
     assert re.search(r"^convolutions 3\.25 65$", text, re.MULTILINE)
+    rows = sorted(BENCH["epoch_s"].items(), key=lambda kv: text.index(f"\n{kv[0]} "))
+    medians = [e["median"] for _, e in rows]  # in the table's order: the slowest first
+    assert medians == sorted(medians, reverse=True)
+    kernels = re.findall(r"^(convolutions|max-pooling|Adam) [0-9.]+ [0-9]+$", text, re.MULTILINE)
+    assert kernels == ["convolutions", "max-pooling", "Adam"]  # the longest first
     assert (
         "in 3.4 s (median; 3.1 to 3.9 s) over 5 seeds, with 99.21 % mean and 99.03 % minimum"
         in flat
