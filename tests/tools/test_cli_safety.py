@@ -19,7 +19,7 @@ from PIL import Image
 
 from mnist_tools import __main__ as cli
 from mnist_tools import export, predict, train
-from mnist_tools import notebook as runner
+from mnist_tools import notebook as notebook_runner
 from mnist_utils import checkpoints, experiments, paths, study
 from mnist_utils.config import RunConfig
 
@@ -368,5 +368,6 @@ def test_ctrl_c_while_a_notebook_runs_is_one_line_and_leaves_no_kernel(tmp_path,
 def test_each_profile_keeps_its_own_executed_copies(tmp_path):
     """`make nb/04_training PROFILE=quick` never overwrites the default run's executed copy."""
     page = ROOT / "notebooks" / "04_training.ipynb"
-    quick, default = (runner.executed_copy(page, p, tmp_path) for p in ("quick", "default"))
+    copy = notebook_runner.executed_copy
+    quick, default = (copy(page, profile, tmp_path) for profile in ("quick", "default"))
     assert quick == tmp_path / "quick" / page.name and default == tmp_path / "default" / page.name
