@@ -87,6 +87,7 @@ def test_affine_sliders_and_random_draw_in_jupyterlab(lab, page):
         page.evaluate(PROBE, [gallery.element_handle(), "click on 'new random draw'", ["click"]])
         lesson = lesson_namespace("02_augmentation.ipynb")
         start = readout(page, "angle")  # where the notebook's own check left it
+        handle.scroll_into_view_if_needed()  # the mouse can only drag what is on the screen
         box = handle.bounding_box()  # a drag with the mouse: the handle 60 px to the left
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
