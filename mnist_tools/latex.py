@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 
 from mnist_utils import errors
+from mnist_utils.text import plural
 
 LATEX_INSTALL = (
     "apt-get install -y --no-install-recommends texlive-latex-base texlive-latex-recommended "
@@ -80,13 +81,6 @@ def fixed(value: float | None, decimals: int = 2, scale: float = 1, sign: str = 
     """``scale * value`` with ``decimals`` digits (filter ``f``; ``pct`` scales by 100, ``signed``
     writes the sign); None (a missing value, such as a one-seed sd) stays None."""
     return None if value is None else Raw(f"{scale * value:{sign}.{decimals}f}")
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``3 seeds``, ``1 epoch``: a count with its noun in the right number."""
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"a count must be an integer, not {count!r}")
-    return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
 def p_value(p: float) -> Raw:

@@ -9,6 +9,7 @@ import math
 from scipy import stats
 
 from .experiments import REGIME, SEED_REPORT_ACCURACY
+from .text import plural
 
 SEED_PAIRS = {frozenset(p) for p in ((2, 7), (4, 9), (6, 5))}
 """The pairs the seed report saw confused most, by eye."""
@@ -20,11 +21,6 @@ CLAIMS = (
     ("better augmentation would help: a more advanced one (elastic distortion)", "elastic", +1),
 )
 """(claim, the arm that isolates it, +1 "would help" or 0 "changes little")."""
-
-
-def plural(n: int, word: str) -> str:
-    """``3 seeds``, ``1 epoch``."""
-    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def measured(r: dict) -> str:
@@ -43,7 +39,7 @@ def arm_claim(claim: str, row: dict | None, hoped: int, in_regime: bool) -> dict
         return {
             "claim": claim,
             "measured": "not trained in this profile",
-            "finding": ("cannot tell: full profile only"),
+            "finding": "cannot tell: full profile only",
         }
     if math.isnan(row["p_holm"]):
         return {
@@ -120,7 +116,7 @@ def flips_claim(flips: dict, in_regime: bool) -> dict:
         return {
             "claim": claim,
             "measured": "not trained in this profile",
-            "finding": ("cannot tell: full profile only"),
+            "finding": "cannot tell: full profile only",
         }
     flipped = sum(flips["flips"][k] - flips["reference"][k] for k in ("6->9", "9->6"))
     finding = ("supports" if flipped > 0 else "contradicts") if in_regime else "cannot tell"

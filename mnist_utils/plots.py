@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .text import plural
 
 AXIS_LABELS = {
     "rotation": "rotation angle (degrees)",
@@ -174,7 +175,7 @@ def experiments(table: list[dict], notebook_reference: float | None, title: str)
         errors += [error - (sd or 0), error + (sd or 0)]
         ax.errorbar(error, yi, xerr=sd, fmt="o", ms=4, capsize=2, color=colors.get(r["group"], "k"))
     arm = next(r for r in table if r["variant"] == "reference")
-    epochs = f"{arm['epochs']} epoch" + ("" if arm["epochs"] == 1 else "s")
+    epochs = plural(arm["epochs"], "epoch")
     lines = [(100 - arm["test_accuracy_mean"], "--", f"the study's reference arm ({epochs})")]
     if notebook_reference is not None:
         lines.append((100 - notebook_reference, ":", "notebook 4's model"))
