@@ -43,7 +43,7 @@ BENCH = {  # the schema of mnist_tools.bench.measure
     "engine_share_of_floor": 0.433,
     "study_share_of_bf16_floor": 0.448,
     "profile": {
-        "ms": {"convolutions": 3.25, "max-pooling": 1.5, "Adam": 0.25},
+        "ms": {"convolutions": 3.25, "max-pooling": 1.5, "other": 1.75, "Adam": 0.25},
         "total_ms": 5.0,
         "floor_ms": 2.1,
         "steps": 20,
@@ -550,6 +550,7 @@ def test_bench_json_adds_its_subsection(env, figure_pdf):
     assert medians == sorted(medians, reverse=True)
     kernels = re.findall(r"^(convolutions|max-pooling|Adam) [0-9.]+ [0-9]+$", text, re.MULTILINE)
     assert kernels == ["convolutions", "max-pooling", "Adam"]  # the longest first
+    assert re.search(r"^Adam [0-9.]+ [0-9]+\nother 1\.75 35$", text, re.MULTILINE)  # then "other"
     assert (
         "in 3.4 s (median; 3.1 to 3.9 s) over 5 seeds, with 99.21 % mean and 99.03 % minimum"
         in flat
